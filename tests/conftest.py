@@ -1,0 +1,84 @@
+"""Shared fixtures: a clean environment for every test, and one real cluster per session.
+
+Integration tests talk to real node processes on loopback ports, through real link
+proxies, with the real models. The cluster is started once and shared, because each
+node loads torch and llama.cpp models (a few seconds on 2 cores).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tierwise.config import ClusterSpec, default_spec
+from tierwise.runtime.launcher import LocalCluster
+from tierwise.runtime.state import ClusterState
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TIERWISE_* or OpenAI settings leak in from the developer's shell."""
+    for key in list(os.environ):
+        if key.startswith(("TIERWISE_", "OPENAI_")):
+            monkeypatch.delenv(key, raising=False)
+
+
+@dataclass
+class RunningCluster:
+    cluster: LocalCluster
+    state: ClusterState
+    token: str
+
+    def url(self, node: str, from_tier: str = "device") -> str:
+        return self.state.url_from(from_tier, node)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    spec = default_spec().with_free_ports()
+    local = LocalCluster(spec, tmp_path_factory.mktemp("cluster"))
+    state = local.start()
+    try:
+        yield RunningCluster(local, state, local.token)
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def photo_jpeg() -> bytes:
+    """A real photo (scikit-image's chelsea, a tabby cat) as JPEG bytes."""
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def small_spec(**node_overrides: object) -> ClusterSpec:
+    """One device node hosting only EfficientNet-Lite0: starts in a couple of seconds."""
+    data = {
+        "name": "small",
+        "models": {"efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"}},
+        "nodes": [
+            {
+                "name": "solo",
+                "tier": "device",
+                "port": 0,
+                "models": ["efficientnet-lite0"],
+                "power": {"active_watts": 10, "idle_watts": 2, "source": "test fixture"},
+                **node_overrides,
+            }
+        ],
+    }
+    return ClusterSpec.model_validate(data)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"

@@ -1,0 +1,1 @@
+"""Benchmark suites: each writes JSON and Markdown to bench/results/."""

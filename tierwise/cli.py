@@ -1,0 +1,294 @@
+"""The ``tierwise`` command line. Thin: each command reads its inputs and calls one package."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierwise.config import ClusterSpec, default_spec, default_spec_text, load_spec
+from tierwise.errors import ConfigError, TierwiseError
+from tierwise.units import format_rate
+
+if TYPE_CHECKING:
+    from tierwise.net.link_client import LinkClient
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="tierwise: run each AI request on the device, an edge server or the cloud.",
+)
+link_app = typer.Typer(
+    no_args_is_help=True, help="Show and change the EMULATED links of a running cluster."
+)
+node_app = typer.Typer(no_args_is_help=True, help="Run a single node.")
+config_app = typer.Typer(no_args_is_help=True, help="Check and print cluster specs.")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: print tables, write bench/results/."
+)
+app.add_typer(link_app, name="link")
+app.add_typer(node_app, name="node")
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Cluster spec YAML; default: the embedded one."),
+]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where a running cluster keeps its state [env TIERWISE_STATE_DIR, ~/.tierwise/run].",
+    ),
+]
+
+
+def _state_dir(option: Path | None) -> Path:
+    return option or Path(os.environ.get("TIERWISE_STATE_DIR", "~/.tierwise/run")).expanduser()
+
+
+def _spec(config: Path | None) -> ClusterSpec:
+    return load_spec(config) if config else default_spec()
+
+
+def _fail(exc: TierwiseError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/bold red] {exc.message}")
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+# ---------------------------------------------------------------- cluster
+
+
+@app.command()
+def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
+    """Start every node and link of the spec as processes; Ctrl-C stops them all."""
+    from tierwise.runtime.launcher import LocalCluster
+
+    try:
+        cluster = LocalCluster(_spec(config), _state_dir(state_dir))
+        started = time.perf_counter()
+        with console.status("starting nodes and links..."):
+            state = cluster.start(progress=lambda msg: console.log(msg))
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    console.log(f"healthy after {time.perf_counter() - started:.1f} s")
+    console.print(_endpoints_table(state))
+    console.print(f"state and token: {state.state_dir}   (Ctrl-C to stop)")
+    try:
+        while True:
+            for dead in cluster.poll():
+                what = f"{dead.kind} {dead.name} exited with code {dead.returncode}"
+                console.print(f"[bold red]{what}[/bold red]")
+                console.print(dead.log_tail)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        cluster.stop()
+    console.print("all processes stopped")
+
+
+@app.command()
+def status(state_dir: StateOpt = None) -> None:
+    """Show the endpoints of the running cluster and whether each answers."""
+    from tierwise.runtime.state import ClusterState
+
+    try:
+        state = ClusterState.load(_state_dir(state_dir))
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    console.print(_endpoints_table(state, check=True))
+
+
+def _endpoints_table(state: Any, check: bool = False) -> Table:
+    import httpx
+
+    table = Table(title=f"cluster {state.spec.name}")
+    for col in ("kind", "name", "tier", "endpoint", "from device", "notes"):
+        table.add_column(col)
+    if check:
+        table.add_column("health")
+
+    def health(url: str) -> list[str]:
+        if not check:
+            return []
+        try:
+            return ["ok" if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 else "bad"]
+        except httpx.HTTPError:
+            return ["[red]down[/red]"]
+
+    for node in state.spec.nodes:
+        url = state.node_url(node.name)
+        note = f"EMULATED speed ×{node.speed_factor}" if node.speed_factor < 1 else ""
+        table.add_row(
+            "node",
+            node.name,
+            node.tier,
+            url,
+            state.url_from("device", node.name),
+            note,
+            *health(url),
+        )
+    for link in state.spec.links:
+        ep = state.links[link.name]
+        e = link.emulate
+        note = f"EMULATED {format_rate(e.bandwidth)}, RTT {e.rtt * 1e3:.0f} ms" if e else ""
+        table.add_row(
+            "link",
+            link.name,
+            f"{link.a}↔{link.b}",
+            ep.control_url,
+            "",
+            note,
+            *health(ep.control_url),
+        )
+    return table
+
+
+@app.command()
+def demo(config: ConfigOpt = None) -> None:
+    """Start the local cluster, send a chat prompt and a photo to each tier, print a table."""
+    from tierwise.demo import run_demo
+
+    try:
+        run_demo(_spec(config), console)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+
+
+# ---------------------------------------------------------------- links
+
+
+def _on_link(
+    name: str, state_dir: Path | None, action: Callable[[LinkClient], dict[str, Any]]
+) -> None:
+    """Find the running cluster's link ``name``, apply ``action`` to it, print the result."""
+    from tierwise.net.link_client import LinkClient
+    from tierwise.runtime.state import ClusterState, read_token
+
+    try:
+        directory = _state_dir(state_dir)
+        state = ClusterState.load(directory)
+        url = state.link_endpoints(name).control_url
+        with LinkClient(url, read_token(directory)) as client:
+            status = action(client)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    online = "online" if status["online"] else "[red]DOWN[/red]"
+    console.print(
+        f"link {status['name']} (EMULATED): {online}, up {format_rate(status['bandwidth'])}, "
+        f"down {format_rate(status['downlink'])}, RTT {status['rtt'] * 1e3:.0f} ms, "
+        f"loss {status['loss']:.1%}; moved {status['bytes_up']} B up, "
+        f"{status['bytes_down']} B down"
+    )
+
+
+@link_app.command("set")
+def link_set(
+    name: Annotated[str, typer.Argument(help="Link name, e.g. device-edge.")],
+    bandwidth: Annotated[str | None, typer.Argument(help="Rate both ways, e.g. 300KB/s.")] = None,
+    downlink: Annotated[str | None, typer.Option(help="Rate b→a if different, e.g. 1MB/s.")] = None,
+    rtt: Annotated[str | None, typer.Option(help="Round-trip time, e.g. 30ms.")] = None,
+    loss: Annotated[float | None, typer.Option(help="Segment loss ratio, 0 <= loss < 1.")] = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Change a link's emulated bandwidth, RTT or loss, live."""
+    _on_link(name, state_dir, lambda client: client.set(bandwidth, downlink, rtt, loss))
+
+
+@link_app.command("down")
+def link_down(name: str, state_dir: StateOpt = None) -> None:
+    """Take a link offline: open connections are cut and new ones refused."""
+    _on_link(name, state_dir, lambda client: client.down())
+
+
+@link_app.command("up")
+def link_up(name: str, state_dir: StateOpt = None) -> None:
+    """Bring a link back online."""
+    _on_link(name, state_dir, lambda client: client.up())
+
+
+@link_app.command("show")
+def link_show(name: str, state_dir: StateOpt = None) -> None:
+    """Print a link's settings and byte counters."""
+    _on_link(name, state_dir, lambda client: client.show())
+
+
+@link_app.command("serve", hidden=True)
+def link_serve(
+    state_dir: Annotated[Path, typer.Option("--state-dir")],
+    link: Annotated[str, typer.Option("--link")],
+) -> None:
+    """Run one link proxy (started by `tierwise up`)."""
+    from tierwise.runtime.serve import serve_link
+
+    try:
+        serve_link(state_dir, link)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+
+
+# ---------------------------------------------------------------- nodes
+
+
+@node_app.command("serve")
+def node_serve(
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="State directory written by `tierwise up`.")
+    ],
+    node: Annotated[str, typer.Option("--node", help="Which node of the spec to serve.")],
+) -> None:
+    """Serve one node of a resolved cluster (the token comes from the spec's auth.token_env)."""
+    from tierwise.runtime.serve import serve_node
+
+    try:
+        serve_node(state_dir, node)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+
+
+# ---------------------------------------------------------------- config
+
+
+@config_app.command("validate")
+def config_validate(path: Path) -> None:
+    """Check a cluster spec and print a summary, or the problems found."""
+    try:
+        spec = load_spec(path)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"{path}: ok — {len(spec.nodes)} nodes, {len(spec.links)} links, {len(spec.models)} models"
+    )
+
+
+@config_app.command("default")
+def config_default() -> None:
+    """Print the embedded default spec (a starting point for your own)."""
+    sys.stdout.write(default_spec_text())
+
+
+# ---------------------------------------------------------------- benchmarks
+
+ResultsOpt = Annotated[Path, typer.Option("--out", help="Where to write JSON and Markdown.")]
+
+
+@bench_app.command("runtime")
+def bench_runtime(config: ConfigOpt = None, out: ResultsOpt = Path("bench/results")) -> None:
+    """Node start-up, SmolLM2 tokens/s, EfficientNet-Lite0 ms/image, link-rate accuracy."""
+    from tierwise.bench.runtime import run_runtime_bench
+
+    try:
+        run_runtime_bench(_spec(config), console, out)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc

@@ -1,0 +1,1 @@
+"""What crosses a link: the tensor wire format, and later feature codecs."""

