@@ -138,7 +138,7 @@ async def _split_row(state: ClusterState, token: str, photo: bytes, meter: _Link
     shape = "×".join(map(str, local.stages[split - 1].output_shape))
     return Row(
         "device→edge",
-        f"photo split@{split}",
+        f"split@{split}",
         f"{top.label} ({top.probability:.0%})",
         secs,
         up,
@@ -148,17 +148,18 @@ async def _split_row(state: ClusterState, token: str, photo: bytes, meter: _Link
 
 
 def _table(rows: list[Row]) -> Table:
+    """Fits 80 columns: the answer column gives way, the numbers never do."""
     table = Table(
         title=f"a client on the device tier asks every tier ({CHAT_MODEL}, {VISION_MODEL})",
         caption="bytes: measured on the wire by the link proxies (HTTP included)",
+        expand=True,
     )
-    table.add_column("tier", no_wrap=True)
-    table.add_column("request", no_wrap=True)
-    table.add_column("answer", overflow="ellipsis", no_wrap=True, max_width=38)
-    table.add_column("latency", justify="right", no_wrap=True)
-    table.add_column("bytes ↑", justify="right", no_wrap=True)
-    table.add_column("bytes ↓", justify="right", no_wrap=True)
-    table.add_column("detail")
+    table.add_column("tier", no_wrap=True, min_width=11)
+    table.add_column("request", no_wrap=True, min_width=7)
+    table.add_column("answer", overflow="ellipsis", no_wrap=True, ratio=1, min_width=12)
+    table.add_column("latency", justify="right", no_wrap=True, min_width=7)
+    table.add_column("bytes ↑", justify="right", no_wrap=True, min_width=7)
+    table.add_column("bytes ↓", justify="right", no_wrap=True, min_width=7)
     for r in rows:
         table.add_row(
             r.tier,
@@ -167,9 +168,12 @@ def _table(rows: list[Row]) -> Table:
             f"{r.latency_s * 1e3:.0f} ms",
             format_bytes(r.bytes_up),
             format_bytes(r.bytes_down),
-            r.detail,
         )
     return table
+
+
+def _details(rows: list[Row]) -> list[str]:
+    return [f"{r.tier} {r.request}: {r.detail}" for r in rows if r.detail and r.request != "photo"]
 
 
 def _emulation_notes(spec: ClusterSpec) -> list[str]:
@@ -208,6 +212,10 @@ def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None)
         finally:
             cluster.stop()
     console.print(_table(rows))
+    for line in _details(rows):
+        console.print(line)
+    answers = {r.answer for r in rows if r.request == "chat"}
+    console.print(f"chat answer{'s' if len(answers) > 1 else ''} in full: " + " | ".join(answers))
     for note in _emulation_notes(spec):
         console.print(f"[yellow]{note}[/yellow]")
     return rows
