@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tierwise.config import ClusterSpec, default_spec
+from tierwise.config import ClusterSpec, default_spec, parse_spec
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import ClusterState
 
@@ -76,7 +76,7 @@ def small_spec(**node_overrides: object) -> ClusterSpec:
             }
         ],
     }
-    return ClusterSpec.model_validate(data)
+    return parse_spec(data, "small test spec")
 
 
 @pytest.fixture

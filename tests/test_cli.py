@@ -95,7 +95,7 @@ def test_bad_link_commands_explain_themselves(cluster: RunningCluster, restore_l
 
 def test_status_shows_every_endpoint_healthy(cluster: RunningCluster) -> None:
     out = runner.invoke(app, ["status", "--state-dir", str(cluster.state.state_dir)]).output
-    assert out.count(" ok ") == 6  # 3 nodes + 3 link proxies
+    assert out.count(" ok ") == 7  # 3 nodes, 3 link proxies and the gateway
     assert "EMULATED speed ×0.25" in out
 
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import RunningCluster
-from tierwise.config import ClusterSpec
+from tierwise.config import parse_spec
 from tierwise.errors import UpstreamError
 from tierwise.models.base import ChatMessage, ChatParams
 from tierwise.models.openai_remote import OpenAIRemoteChat
@@ -123,7 +123,7 @@ def test_adapter_turns_remote_errors_into_upstream_errors(cluster: RunningCluste
 
 def test_a_remote_api_can_be_a_node(cluster: RunningCluster, tmp_path: Path) -> None:
     """A cloud node whose only model is another endpoint: here, the session cluster's edge."""
-    spec = ClusterSpec.model_validate(
+    spec = parse_spec(
         {
             "name": "relay",
             "models": {
@@ -133,6 +133,9 @@ def test_a_remote_api_can_be_a_node(cluster: RunningCluster, tmp_path: Path) -> 
                     "remote_model": "smollm2",
                     "api_key_env": "RELAY_API_KEY",
                 }
+            },
+            "prices": {
+                "tokens": {"cloud-llm": {"input": 0, "output": 0, "source": "our own node"}}
             },
             "nodes": [
                 {
@@ -165,7 +168,7 @@ def test_a_remote_api_can_be_a_node(cluster: RunningCluster, tmp_path: Path) -> 
 def test_remote_node_without_its_api_key_fails_to_start_with_a_clear_message(
     tmp_path: Path,
 ) -> None:
-    spec = ClusterSpec.model_validate(
+    spec = parse_spec(
         {
             "models": {
                 "m": {
@@ -175,6 +178,7 @@ def test_remote_node_without_its_api_key_fails_to_start_with_a_clear_message(
                     "api_key_env": "MISSING_KEY",
                 }
             },
+            "prices": {"tokens": {"m": {"input": 1, "output": 2, "source": "test"}}},
             "nodes": [
                 {
                     "name": "api",

@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.conftest import RunningCluster
 from tierwise.models.efficientnet_lite import EfficientNetLite
+from tierwise.net.link_proxy import LinkProxy, LinkSettings, Route
 from tierwise.runtime.node_client import NodeClient
 
 
@@ -49,14 +50,23 @@ def test_device_head_plus_edge_tail_over_the_wire(
     cluster: RunningCluster, lite0: EfficientNetLite, photo_input: np.ndarray, split: int
 ) -> None:
     async def run() -> np.ndarray:
+        # A private proxy in front of the edge node counts only this test's bytes.
+        edge = cluster.state.spec.node("edge")
+        route = Route("edge", edge.host, edge.port, "up")
         async with (
+            LinkProxy("test", LinkSettings(1e9, 1e9, 0.0, 0.0), [route]) as proxy,
             NodeClient(cluster.url("device"), cluster.token) as device,
-            NodeClient(cluster.url("edge"), cluster.token) as edge,
+            NodeClient(f"http://127.0.0.1:{proxy.bound_ports['edge']}", cluster.token) as tail_node,
         ):
             head = await device.run_stages("efficientnet-lite0", photo_input, 0, split)
             assert head.array.shape[1:] == lite0.stages[split - 1].output_shape
-            tail = await edge.run_stages("efficientnet-lite0", head.array, split, len(lite0.stages))
-            assert tail.transfer.bytes_up == head.array.nbytes + 12 + 4 * head.array.ndim + 2
+            tail = await tail_node.run_stages(
+                "efficientnet-lite0", head.array, split, len(lite0.stages)
+            )
+            # The client's byte count is what the proxy saw on the wire.
+            assert tail.transfer.bytes_up == proxy.counters.bytes_up
+            assert tail.transfer.bytes_down == proxy.counters.bytes_down
+            assert tail.transfer.bytes_up > head.array.nbytes
             return tail.array
 
     logits = asyncio.run(run())

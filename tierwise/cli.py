@@ -30,6 +30,7 @@ link_app = typer.Typer(
 )
 node_app = typer.Typer(no_args_is_help=True, help="Run a single node.")
 config_app = typer.Typer(no_args_is_help=True, help="Check and print cluster specs.")
+gateway_app = typer.Typer(no_args_is_help=True, help="Run the gateway.")
 bench_app = typer.Typer(
     no_args_is_help=True, help="Benchmarks: print tables, write bench/results/."
 )
@@ -37,6 +38,7 @@ app.add_typer(link_app, name="link")
 app.add_typer(node_app, name="node")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
+app.add_typer(gateway_app, name="gateway")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -152,6 +154,11 @@ def _endpoints_table(state: Any, check: bool = False) -> Table:
             note,
             *health(ep.control_url),
         )
+    if state.spec.gateway is not None:
+        url = state.gateway_url
+        table.add_row(
+            "gateway", "gateway", state.spec.gateway.tier, url, url, "API keys", *health(url)
+        )
     return table
 
 
@@ -257,6 +264,21 @@ def node_serve(
         raise _fail(exc) from exc
 
 
+@gateway_app.command("serve")
+def gateway_serve(
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="State directory written by `tierwise up`.")
+    ],
+) -> None:
+    """Serve the gateway of a resolved cluster (started by `tierwise up`)."""
+    from tierwise.runtime.serve import serve_gateway
+
+    try:
+        serve_gateway(state_dir)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -292,3 +314,166 @@ def bench_runtime(config: ConfigOpt = None, out: ResultsOpt = Path("bench/result
         run_runtime_bench(_spec(config), console, out)
     except TierwiseError as exc:
         raise _fail(exc) from exc
+
+
+# ---------------------------------------------------------------- ledger
+
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option("--ledger", help="SQLAlchemy URL; default: the running cluster's ledger."),
+]
+
+
+def _ledger(url: str | None, state_dir: Path | None) -> Any:
+    from tierwise.ledger.store import Ledger
+    from tierwise.runtime.state import ClusterState
+
+    if url is None:
+        url = ClusterState.load(_state_dir(state_dir)).ledger_url
+    return Ledger(url)
+
+
+@app.command()
+def report(
+    ledger: LedgerOpt = None,
+    state_dir: StateOpt = None,
+    days: Annotated[float | None, typer.Option(help="Only the last N days.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Spend, tokens, bytes, joules and latency by tier, model and day, against all-cloud."""
+    import json
+
+    from tierwise.ledger.report import build_report, report_json
+
+    try:
+        store = _ledger(ledger, state_dir)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    since = time.time() - days * 86400 if days else 0.0
+    result = build_report(store.rows(since))
+    store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(result), indent=2) + "\n")
+        return
+    for title, groups in (
+        ("by tier", result.by_tier),
+        ("by model", result.by_model),
+        ("by day", result.by_day),
+    ):
+        console.print(_report_table(title, groups))
+    t = result.total
+    share = f"{t.savings / t.cloud_usd:.1%}" if t.cloud_usd > 0 else "n/a"
+    console.print(
+        f"{t.requests} requests ({t.served} served; {dict(result.by_status)}): spent ${t.usd:.6f}; "
+        f"all-cloud would have cost ${t.cloud_usd:.6f}; saved ${t.savings:.6f} ({share})"
+    )
+
+
+def _report_table(title: str, groups: dict[str, Any]) -> Table:
+    from tierwise.units import format_bytes
+
+    table = Table(title=title)
+    for col in (
+        "",
+        "requests",
+        "spent $",
+        "all-cloud $",
+        "saved $",
+        "tokens in/out",
+        "bytes ↑/↓",
+        "joules",
+        "p50 ms",
+    ):
+        table.add_column(col, justify="right" if col else "left")
+    for key, g in sorted(groups.items()):
+        table.add_row(
+            key,
+            str(g.requests),
+            f"{g.usd:.6f}",
+            f"{g.cloud_usd:.6f}",
+            f"{g.savings:.6f}",
+            f"{g.tokens_in}/{g.tokens_out}",
+            f"{format_bytes(g.bytes_up)}/{format_bytes(g.bytes_down)}",
+            f"{g.joules:.1f}",
+            f"{g.p50_ms:.0f}",
+        )
+    return table
+
+
+@app.command()
+def explain(
+    request_id: Annotated[str, typer.Argument(help="The id in X-Tierwise-Request-Id.")],
+    ledger: LedgerOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Show one request: what ran, what it cost, and every alternative that was considered."""
+    try:
+        store = _ledger(ledger, state_dir)
+        rec = store.get(request_id)
+        store.close()
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    if rec is None:
+        err_console.print(f"[bold red]error:[/bold red] no request {request_id!r} in the ledger")
+        raise typer.Exit(1)
+    console.print(
+        f"request {rec.id} ({rec.task} {rec.model}, key {rec.api_key}): {rec.status}, "
+        f"plan {rec.plan} on {rec.tiers or '-'}{' [OFFLINE]' if rec.offline else ''}\n"
+        f"  latency {rec.latency_ms:.1f} ms (predicted {rec.predicted_latency_ms:.1f}); "
+        f"${rec.usd:.9f} (predicted {rec.predicted_usd:.9f}; all-cloud {rec.cloud_usd:.9f}); "
+        f"{rec.joules:.3f} J; {rec.bytes_up} B up, {rec.bytes_down} B down; "
+        f"tokens {rec.tokens_in}/{rec.tokens_out}"
+    )
+    if rec.error:
+        console.print(f"  error: {rec.error}")
+    info = rec.explain
+    if info.get("relaxed"):
+        console.print(f"  relaxed constraints: {', '.join(info['relaxed'])}")
+    for attempt in info.get("attempts", []):
+        console.print(
+            f"  attempt {attempt['plan']}: {attempt['outcome']} {attempt.get('error') or ''}"
+        )
+    table = Table(title="plans considered")
+    for col in ("rank", "plan", "latency ms", "$", "J", "bytes ↑", "quality", "excluded because"):
+        table.add_column(col)
+    for row in sorted(info.get("considered", []), key=lambda r: r["rank"] or 10**6):
+        table.add_row(
+            str(row["rank"] or "-"),
+            row["plan"],
+            f"{row['latency_ms']:.1f}",
+            f"{row['usd']:.2e}",
+            f"{row['joules']:.2f}",
+            str(row["bytes_up"]),
+            str(row["quality"]),
+            row["excluded"] or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def profile(
+    state_dir: StateOpt = None,
+    photos: Annotated[int, typer.Option(help="Real photos for codec accuracy.")] = 24,
+) -> None:
+    """Measure every node's stages and chat speed, and every codec's size and accuracy."""
+    from tierwise.ledger.store import Ledger
+    from tierwise.optimize.profile import profile_cluster
+    from tierwise.placement.profiles import Profiles
+    from tierwise.runtime.state import ClusterState, read_token
+
+    try:
+        directory = _state_dir(state_dir)
+        state = ClusterState.load(directory)
+        store = Ledger(state.ledger_url)
+        profiles = Profiles()
+        with console.status("profiling..."):
+            profile_cluster(state, read_token(directory), profiles, console.log, photos=photos)
+        store.save_profiles(profiles.rows())
+        store.close()
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"stored {len(profiles)} measurements in {state.ledger_url}; "
+        "the gateway picks them up when it next starts"
+    )

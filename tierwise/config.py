@@ -25,6 +25,8 @@ from tierwise.units import parse_duration, parse_rate, parse_size
 
 Tier = Literal["device", "edge", "cloud"]
 TIERS: tuple[Tier, ...] = ("device", "edge", "cloud")
+Medium = Literal["wifi", "lte", "ethernet"]
+Privacy = Literal["raw-stays-local", "features-may-leave", "any"]
 
 Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -54,6 +56,13 @@ class GgufFile(_Strict):
         return self
 
 
+class QualityPrior(_Strict):
+    """How often a chat model answers well, until the router predicts it per prompt."""
+
+    value: float = Field(ge=0, le=1)
+    source: str = Field(min_length=3)
+
+
 class LlamaCppModel(_Strict):
     """A local chat model run by llama.cpp (llama-cpp-python)."""
 
@@ -61,6 +70,7 @@ class LlamaCppModel(_Strict):
     gguf: GgufFile
     n_ctx: int = Field(2048, ge=128, le=131072)
     max_tokens_default: int = Field(256, ge=1)
+    quality: QualityPrior | None = None
 
 
 class EfficientNetLiteModel(_Strict):
@@ -78,6 +88,7 @@ class OpenAIRemoteModel(_Strict):
     remote_model: str
     api_key_env: str | None = None
     timeout: Duration = 60.0
+    quality: QualityPrior | None = None
 
 
 ModelSpec = Annotated[
@@ -115,8 +126,6 @@ class NodeSpec(_Strict):
     port: Port = 0
     models: list[Name] = Field(min_length=1)
     power: PowerProfile
-    price_per_compute_second: float = Field(0.0, ge=0)
-    price_source: str = ""
     max_request_bytes: Size = 16 * 1024 * 1024
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for the node's models; default: all cores"
@@ -149,6 +158,7 @@ class LinkSpec(_Strict):
 
     a: Tier
     b: Tier
+    medium: Medium = "wifi"
     control_port: Port = 0
     emulate: LinkEmulation | None = None
 
@@ -161,6 +171,119 @@ class LinkSpec(_Strict):
         if self.a == self.b:
             raise ValueError(f"a link joins two different tiers, got {self.a!r} twice")
         return self
+
+
+# ---------------------------------------------------------------- economics
+
+
+class ComputePrice(_Strict):
+    usd_per_second: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+
+class EgressPrice(_Strict):
+    usd_per_gb: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+
+class TokenPrice(_Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+
+class PricesSpec(_Strict):
+    """What things cost. Compute and egress are priced by tier; ``nodes`` overrides a
+    tier's compute price for one node. Every number carries its source."""
+
+    compute: dict[Tier, ComputePrice]
+    nodes: dict[Name, ComputePrice] = {}
+    egress: dict[Tier, EgressPrice]
+    tokens: dict[Name, TokenPrice] = {}
+
+    def compute_price(self, node: NodeSpec) -> float:
+        return (self.nodes.get(node.name) or self.compute[node.tier]).usd_per_second
+
+
+class RadioEnergy(_Strict):
+    """Marginal radio energy on the device side of a link, per byte sent and received."""
+
+    joules_per_byte_up: float = Field(ge=0)
+    joules_per_byte_down: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+
+class EnergySpec(_Strict):
+    radio: dict[Medium, RadioEnergy]
+    rapl: bool = Field(True, description="read Intel RAPL counters where the machine has them")
+
+
+# ---------------------------------------------------------------- gateway
+
+
+class ObjectiveWeights(_Strict):
+    """The planner minimises latency_s·latency + usd·USD + energy·joules. The defaults
+    value one cent like 0.1 s, and ten joules like 1 ms."""
+
+    latency: float = Field(1.0, ge=0)
+    usd: float = Field(10.0, ge=0)
+    energy: float = Field(1e-4, ge=0)
+
+
+class Policy(_Strict):
+    """A request's constraints. ``None`` means "not set here": a per-request policy is
+    laid over the API key's, which is laid over the gateway's."""
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    min_quality: float | None = Field(None, ge=0, le=1)
+    max_usd: float | None = Field(None, ge=0)
+    privacy: Privacy | None = None
+    weights: ObjectiveWeights | None = None
+
+    def over(self, base: Policy) -> Policy:
+        """This policy's set fields, the rest from ``base``."""
+        return base.model_copy(update=self.model_dump(exclude_none=True, exclude_unset=True))
+
+
+class BudgetSpec(_Strict):
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+
+
+class ApiKeySpec(_Strict):
+    """A client's key: kept in an environment variable, or given as its SHA-256 hex."""
+
+    name: Name
+    key_env: str | None = None
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    policy: Policy = Policy()
+    budget: BudgetSpec = BudgetSpec()
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ApiKeySpec:
+        if (self.key_env is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of `key_env` and `key_sha256`")
+        return self
+
+
+class GatewaySpec(_Strict):
+    tier: Tier = "device"
+    host: str = "127.0.0.1"
+    port: Port = 0
+    ledger_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: sqlite:///<state-dir>/ledger.db"
+    )
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=lambda: [ApiKeySpec(name="default", key_env="TIERWISE_API_KEY")]
+    )
+    policy: Policy = Policy()
+    budget: BudgetSpec = BudgetSpec()
+    max_attempts: int = Field(3, ge=1, le=10)
+    attempt_timeout: Duration = 30.0
+    probe_after_idle: Duration = 1.0
+    max_request_bytes: Size = 16 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- cluster
@@ -180,6 +303,9 @@ class ClusterSpec(_Strict):
     models: dict[Name, ModelSpec]
     nodes: list[NodeSpec] = Field(min_length=1)
     links: list[LinkSpec] = []
+    gateway: GatewaySpec | None = None
+    prices: PricesSpec
+    energy: EnergySpec
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:
@@ -202,8 +328,33 @@ class ClusterSpec(_Strict):
                 if end not in tiers_with_nodes:
                     raise ValueError(f"links[{i}]: tier {end!r} has no node")
         ports = [n.port for n in self.nodes] + [lk.control_port for lk in self.links]
-        _check_unique([p for p in ports if p != 0], "nodes/links", "port")
+        if self.gateway is not None:
+            ports.append(self.gateway.port)
+            if self.gateway.tier not in tiers_with_nodes:
+                raise ValueError(f"gateway.tier: tier {self.gateway.tier!r} has no node")
+            _check_unique([k.name for k in self.gateway.api_keys], "gateway.api_keys", "name")
+        _check_unique([p for p in ports if p != 0], "nodes/links/gateway", "port")
+        self._check_prices(tiers_with_nodes)
         return self
+
+    def _check_prices(self, tiers: set[Tier]) -> None:
+        for tier in sorted(tiers):
+            if tier not in self.prices.compute:
+                raise ValueError(f"prices.compute: no compute price for tier {tier!r}")
+            if tier not in self.prices.egress:
+                raise ValueError(f"prices.egress: no egress price for tier {tier!r}")
+        for name in self.prices.nodes:
+            if name not in {n.name for n in self.nodes}:
+                raise ValueError(f"prices.nodes.{name}: there is no node {name!r}")
+        for name, model in self.models.items():
+            if isinstance(model, OpenAIRemoteModel) and name not in self.prices.tokens:
+                raise ValueError(
+                    f"prices.tokens: remote model {name!r} needs a token price "
+                    "(input, output, source)"
+                )
+        for link in self.links:
+            if link.medium not in self.energy.radio:
+                raise ValueError(f"energy.radio: no radio energy for medium {link.medium!r}")
 
     def node(self, name: str) -> NodeSpec:
         for node in self.nodes:
@@ -230,7 +381,12 @@ class ClusterSpec(_Strict):
             node["port"] = 0
         for link in data["links"]:
             link["control_port"] = 0
+        if data["gateway"] is not None:
+            data["gateway"]["port"] = 0
         return ClusterSpec.model_validate(data)
+
+    def nodes_in(self, tier: Tier) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.tier == tier]
 
 
 def _check_unique(values: list[Any], where: str, field: str) -> None:
@@ -248,6 +404,11 @@ def parse_spec(data: Any, source: str = "<spec>") -> ClusterSpec:
     """Validate already-parsed YAML/JSON data into a :class:`ClusterSpec`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the spec must be a mapping at the top level")
+    data = {**data}
+    # Prices and energy start from the embedded defaults (each number with its source);
+    # a spec's own entries replace the default entry of the same name.
+    data["prices"] = _over_defaults(_embedded_yaml("prices.yaml"), data.get("prices"), "prices")
+    data["energy"] = _over_defaults(_embedded_yaml("energy.yaml"), data.get("energy"), "energy")
     try:
         return ClusterSpec.model_validate(data)
     except ValidationError as exc:
@@ -271,6 +432,24 @@ def load_spec(path: str | Path) -> ClusterSpec:
 
 def default_spec_text() -> str:
     return resources.files("tierwise.defaults").joinpath("cluster.yaml").read_text("utf-8")
+
+
+def _over_defaults(defaults: dict[str, Any], given: Any, where: str) -> dict[str, Any]:
+    if given is None:
+        return defaults
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {type(given).__name__}")
+    merged = dict(defaults)
+    for section, value in given.items():
+        if isinstance(value, dict) and isinstance(defaults.get(section), dict):
+            merged[section] = {**defaults[section], **value}
+        else:
+            merged[section] = value
+    return merged
+
+
+def _embedded_yaml(name: str) -> Any:
+    return yaml.safe_load(resources.files("tierwise.defaults").joinpath(name).read_text("utf-8"))
 
 
 def default_spec() -> ClusterSpec:

@@ -13,6 +13,8 @@ Third-party errors are translated at the boundary with ``raise Ours(...) from ex
      ├── AuthError               missing or wrong bearer token                    → 401
      ├── NotFoundError           unknown model, stage, node or link               → 404
      ├── PayloadTooLargeError    a request body over the configured limit         → 413
+     ├── NoFeasiblePlan          no plan meets the request's hard constraints     → 422
+     ├── BudgetExceeded          only paid plans could serve, and the budget is spent → 429
      ├── ModelError              a model failed while running                     → 500
      └── UpstreamError           another node or remote API failed                → 502
 
@@ -82,6 +84,18 @@ class PayloadTooLargeError(TierwiseError):
     code = "payload_too_large"
 
 
+class NoFeasiblePlan(TierwiseError):
+    """Nothing satisfies the hard constraints: the answer is a clear 4xx, not a hang."""
+
+    http_status = 422
+    code = "no_feasible_plan"
+
+
+class BudgetExceeded(TierwiseError):
+    http_status = 429
+    code = "budget_exceeded"
+
+
 class ModelError(TierwiseError):
     http_status = 500
     code = "model_error"
@@ -101,7 +115,9 @@ class UpstreamError(TierwiseError):
         status: int | None = None,
         remote_code: str | None = None,
         param: str | None = None,
+        node: str | None = None,
     ) -> None:
         super().__init__(message, param=param)
         self.status = status
         self.remote_code = remote_code
+        self.node = node

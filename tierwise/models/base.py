@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -46,11 +46,13 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChatChunk:
-    """One piece of a streamed answer. The last chunk carries finish_reason and usage."""
+    """One piece of a streamed answer. The last chunk carries finish_reason and usage;
+    ``meta`` carries transport details such as where it ran (set by clients, not models)."""
 
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -103,20 +103,7 @@ class EfficientNetLite(StagedModel):
         return imagenet_labels()
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Resize the short side to size/0.875, centre-crop to size, scale to [-1, 1]."""
-        img = image.convert("RGB")
-        size = self.image_size
-        short = round(size / 0.875)
-        w, h = img.size
-        scale = short / min(w, h)
-        img = img.resize(
-            (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
-        )
-        w, h = img.size
-        left, top = (w - size) // 2, (h - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-        arr = (np.asarray(img, dtype=np.float32) - _MEAN) / _STD
-        return arr.transpose(2, 0, 1)[None].copy()
+        return preprocess_image(image, self.image_size)
 
     def run_stages(self, x: np.ndarray, start: int, end: int) -> np.ndarray:
         if not 0 <= start < end <= len(self.stages):
@@ -176,6 +163,24 @@ class EfficientNetLite(StagedModel):
         with self._lock, torch.inference_mode():
             out = self._net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
             return np.asarray(out.numpy())
+
+
+def preprocess_image(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the short side to size/0.875, centre-crop to size, scale to [-1, 1].
+
+    Needs no torch, so a gateway can prepare inputs without loading the model."""
+    img = image.convert("RGB")
+    short = round(size / 0.875)
+    w, h = img.size
+    scale = short / min(w, h)
+    img = img.resize(
+        (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
+    )
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    arr = (np.asarray(img, dtype=np.float32) - _MEAN) / _STD
+    return arr.transpose(2, 0, 1)[None].copy()
 
 
 def _block_groups(net: Any) -> list[list[int]]:

@@ -53,8 +53,15 @@ class LlamaCppChat(ChatModel):
     """A GGUF chat model. One generation at a time: llama.cpp contexts are not thread-safe."""
 
     def __init__(
-        self, name: str, path: Path, n_ctx: int, threads: int | None, max_tokens_default: int
+        self,
+        name: str,
+        path: Path,
+        n_ctx: int,
+        threads: int | None,
+        max_tokens_default: int,
+        vocab_only: bool = False,
     ) -> None:
+        """``vocab_only`` loads just the tokenizer and chat template (to count tokens)."""
         llama_cpp, chat_format = _import_llama()
         self.name = name
         self.path = path
@@ -65,8 +72,10 @@ class LlamaCppChat(ChatModel):
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads,
+            vocab_only=vocab_only,
             verbose=False,
         )
+        self._n_ctx = n_ctx
         template = self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ConfigError(
@@ -82,7 +91,7 @@ class LlamaCppChat(ChatModel):
 
     @property
     def n_ctx(self) -> int:
-        return int(self._llm.n_ctx())
+        return self._n_ctx
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
         """The exact token ids the model reads for ``messages``."""

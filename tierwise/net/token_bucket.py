@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable
 
 #: The burst is this many seconds of traffic at the current rate, and at least one MTU.
-BURST_SECONDS = 0.01
+#: Kept short so that a small transfer after an idle spell is not faster than the rate.
+BURST_SECONDS = 0.001
 MIN_BURST_BYTES = 1500
+#: Bytes are passed on in slices of about this many seconds of traffic.
+SLICE_SECONDS = 0.01
 
 
 class TokenBucket:
@@ -57,4 +60,4 @@ def slice_size(rate: float) -> int:
 
     Small steps keep slow links smooth instead of bursting a whole socket read.
     """
-    return int(min(64 * 1024, max(MIN_BURST_BYTES, rate * BURST_SECONDS)))
+    return int(min(64 * 1024, max(MIN_BURST_BYTES, rate * SLICE_SECONDS)))

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import enum
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +26,13 @@ import httpx
 
 from tierwise.config import ClusterSpec
 from tierwise.errors import ClusterError, ConfigError
-from tierwise.runtime.state import ClusterState, check_port_free, resolve, write_token
+from tierwise.runtime.state import (
+    ClusterState,
+    check_port_free,
+    resolve,
+    write_api_keys,
+    write_token,
+)
 
 PID_FILE = "launcher.pid"
 
@@ -39,7 +46,7 @@ class Phase(enum.Enum):
 @dataclass
 class Child:
     name: str
-    kind: Literal["node", "link"]
+    kind: Literal["node", "link", "gateway"]
     process: subprocess.Popen[bytes]
     health_url: str
     log_path: Path
@@ -111,6 +118,7 @@ class LocalCluster:
         self._token = write_token(
             self.state_dir, self._token or self._env.get(self.spec.auth.token_env)
         )
+        self._provide_api_keys()
         self.phase = Phase.RUNNING
         try:
             for link in self._state.spec.links:
@@ -118,6 +126,10 @@ class LocalCluster:
             for node in self._state.spec.nodes:
                 self._spawn("node", node.name, self._state.node_url(node.name))
             self._wait_healthy(progress)
+            if self._state.spec.gateway is not None:
+                # The gateway profiles the nodes on its first start, so they come first.
+                self._spawn("gateway", "gateway", self._state.gateway_url)
+                self._wait_healthy(progress)
         except BaseException:
             self.stop()
             raise
@@ -185,6 +197,9 @@ class LocalCluster:
         for i, link in enumerate(self.spec.links):
             if link.control_port:
                 check_port_free("127.0.0.1", link.control_port, f"links[{i}].control_port")
+        gateway = self.spec.gateway
+        if gateway is not None and gateway.port:
+            check_port_free(gateway.host, gateway.port, "gateway.port")
 
     def _claim_state_dir(self) -> None:
         pid_path = self.state_dir / PID_FILE
@@ -199,7 +214,21 @@ class LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pid_path.write_text(str(os.getpid()))
 
-    def _spawn(self, kind: Literal["node", "link"], name: str, base_url: str) -> None:
+    def _provide_api_keys(self) -> None:
+        """Generate the gateway's env-held API keys that the environment does not set."""
+        gateway = self.spec.gateway
+        if gateway is None:
+            return
+        generated = {}
+        for key in gateway.api_keys:
+            if key.key_env is not None and not self._env.get(key.key_env):
+                value = "tw-" + secrets.token_urlsafe(24)
+                self._env[key.key_env] = value
+                generated[key.name] = value
+        if generated:
+            write_api_keys(self.state_dir, generated)
+
+    def _spawn(self, kind: Literal["node", "link", "gateway"], name: str, base_url: str) -> None:
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{kind}-{name}.log"
@@ -207,19 +236,19 @@ class LocalCluster:
         env = dict(self._env)
         env[self.spec.auth.token_env] = self.token
         env.setdefault("PYTHONUNBUFFERED", "1")
-        option = "--node" if kind == "node" else "--link"
+        command = [
+            sys.executable,
+            "-m",
+            "tierwise",
+            kind,
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        if kind != "gateway":
+            command += ["--node" if kind == "node" else "--link", name]
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tierwise",
-                kind,
-                "serve",
-                "--state-dir",
-                str(self.state_dir),
-                option,
-                name,
-            ],
+            command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -231,7 +260,7 @@ class LocalCluster:
         )
 
     def _wait_healthy(self, progress: Callable[[str], None]) -> None:
-        pending = {c.name: c for c in self.children}
+        pending = {c.name: c for c in self.children if c.startup_seconds is None}
         deadline = time.monotonic() + self.startup_timeout
         with httpx.Client(timeout=1.0) as client:
             while pending:

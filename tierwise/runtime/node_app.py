@@ -9,6 +9,7 @@ Endpoints (all but /healthz need the cluster's bearer token):
     POST /v1/vision/classify?model=M     image bytes in, top-k ImageNet labels out
     POST /v1/stages/{model}/run?start=S&end=E
                                          tensor in, tensor out (tierwise wire format v1)
+    POST /v1/probe                       body in, its size out (link measurement)
     GET  /metrics                        Prometheus text format
 """
 
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 import tierwise
 from tierwise.codecs import wire
+from tierwise.codecs.registry import decode_message, get_codec
 from tierwise.config import ClusterSpec, NodeSpec
 from tierwise.errors import ImageDecodeError, InputError, NotFoundError, TierwiseError
 from tierwise.models.base import ChatChunk, ChatModel, StagedModel, Usage
@@ -93,6 +95,11 @@ def _node_routes(settings: NodeSettings, models: NodeModels, metrics: NodeMetric
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    @router.post("/v1/probe")
+    async def probe(request: Request) -> dict[str, int]:
+        """Swallows a body and answers its size: gateways time this to measure a link."""
+        return {"received": len(await request.body())}
+
     return router
 
 
@@ -153,18 +160,24 @@ def _vision_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFiel
 
     @router.post("/v1/stages/{model}/run")
     async def run_stages(
-        request: Request, model: str, start: int = Query(..., ge=0), end: int = Query(..., ge=1)
+        request: Request,
+        model: str,
+        start: int = Query(..., ge=0),
+        end: int = Query(..., ge=1),
+        out_codec: str = Query("raw", description="codec for the output tensor"),
     ) -> Response:
         staged = models.staged_model(model)
         _check_stage_range(staged, start, end)
+        codec = get_codec(out_codec)
         raw = await request.body()
-        tensor = wire.decode_tensor(raw)
-        _check_stage_input(staged, start, tensor.array)
+        x = decode_message(wire.decode_tensor(raw))
+        _check_stage_input(staged, start, x)
         started = time.perf_counter()
-        out = await run_in_threadpool(staged.run_stages, tensor.array, start, end)
+        out = await run_in_threadpool(staged.run_stages, x, start, end)
         compute_ms = (time.perf_counter() - started) * 1e3
         metrics.compute.labels(model=model).inc(compute_ms / 1e3)
-        payload = wire.encode_tensor(out, {"model": model, "start": start, "end": end})
+        meta = {"model": model, "start": start, "end": end}
+        payload = await run_in_threadpool(codec.to_wire, out, meta)
         metrics.payload_bytes.labels(direction="in").inc(len(raw))
         metrics.payload_bytes.labels(direction="out").inc(len(payload))
         headers = {"X-Tierwise-Compute-Ms": f"{compute_ms:.3f}", "X-Tierwise-Node": ext.node.name}
@@ -226,8 +239,7 @@ def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
         "emulated": emulated,
         "profile": {
             "power": node.power.model_dump(),
-            "price_per_compute_second": node.price_per_compute_second,
-            "price_source": node.price_source,
+            "usd_per_compute_second": settings.spec.prices.compute_price(node),
             "threads": node.threads,
         },
         "limits": {"max_request_bytes": node.max_request_bytes},

@@ -51,6 +51,15 @@ class StageReply:
     transfer: Transfer
 
 
+@dataclass(frozen=True)
+class PayloadReply:
+    """A stage call's encoded output, left as bytes (to forward or decode later)."""
+
+    payload: bytes
+    compute_ms: float
+    transfer: Transfer
+
+
 class NodeClient:
     def __init__(self, base_url: str, token: str | None, timeout: float = 120.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -94,7 +103,8 @@ class NodeClient:
     async def chat_stream(
         self, model: str, messages: list[dict[str, str]], max_tokens: int = 64, **extra: Any
     ) -> AsyncIterator[ChatChunk]:
-        """Stream an answer; the last chunk carries finish_reason and usage."""
+        """Stream an answer. The last chunk carries finish_reason, usage, and in ``meta``
+        the node's extension fields plus the bytes the exchange moved each way."""
         body = {
             "model": model,
             "messages": messages,
@@ -103,31 +113,30 @@ class NodeClient:
             "stream_options": {"include_usage": True},
             **extra,
         }
-        finish: str | None = None
         try:
             async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    message, code = _error_of(response)
-                    raise UpstreamError(
-                        f"{self.base_url}/v1/chat/completions answered {response.status_code}: "
-                        f"{message}",
-                        status=response.status_code,
-                        remote_code=code,
-                    )
+                    raise self._error(response, "/v1/chat/completions")
+                final: ChatChunk | None = None
+                finish: str | None = None
+                received = _head_bytes(response)
                 async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
+                    received += len(line.encode()) + 1
+                    chunk = _parse_event(line, self.base_url)
+                    if chunk is None:
                         continue
-                    event = json.loads(line[6:])
-                    if "error" in event:
-                        raise UpstreamError(f"{self.base_url}: {event['error']['message']}")
-                    for choice in event.get("choices") or []:
-                        finish = choice.get("finish_reason") or finish
-                        if text := choice["delta"].get("content"):
-                            yield ChatChunk(text)
-                    if usage := event.get("usage"):
-                        counts = Usage(usage["prompt_tokens"], usage["completion_tokens"])
-                        yield ChatChunk("", finish_reason=finish or "stop", usage=counts)
+                    if chunk.usage is not None:
+                        final = chunk
+                        continue
+                    finish = chunk.finish_reason or finish
+                    if chunk.text:
+                        yield ChatChunk(chunk.text)
+                if final is None:
+                    raise UpstreamError(f"{self.base_url}: the stream ended without usage")
+                meta = {**(final.meta or {}), "bytes_up": _request_bytes(response)}
+                meta["bytes_down"] = received
+                yield ChatChunk("", finish or "stop", final.usage, meta)
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}: {type(exc).__name__}: {exc}") from exc
 
@@ -139,17 +148,32 @@ class NodeClient:
         return ClassifyReply(data["predictions"], data.get("tierwise", {}), transfer)
 
     async def run_stages(self, model: str, x: np.ndarray, start: int, end: int) -> StageReply:
-        payload = wire.encode_tensor(x)
+        reply = await self.run_payload(model, wire.encode_tensor(x), start, end)
+        out = wire.decode_tensor(reply.payload)
+        return StageReply(out.array, reply.compute_ms, reply.transfer)
+
+    async def run_payload(
+        self, model: str, payload: bytes, start: int, end: int, out_codec: str = "raw"
+    ) -> PayloadReply:
+        """Run stages on an already encoded tensor message; keep the answer encoded."""
         response, transfer = await self._call(
             "POST",
             f"/v1/stages/{model}/run",
-            params={"start": start, "end": end},
+            params={"start": start, "end": end, "out_codec": out_codec},
             content=payload,
             headers={"Content-Type": wire.CONTENT_TYPE},
         )
-        out = wire.decode_tensor(response.content)
         compute_ms = float(response.headers.get("X-Tierwise-Compute-Ms", "nan"))
-        return StageReply(out.array, compute_ms, transfer)
+        return PayloadReply(response.content, compute_ms, transfer)
+
+    async def probe(self, nbytes: int) -> Transfer:
+        _, transfer = await self._call("POST", "/v1/probe", content=b"\0" * nbytes)
+        return transfer
+
+    async def health_rtt(self) -> float:
+        """Seconds for one /healthz round trip (raises UpstreamError if unreachable)."""
+        _, transfer = await self._call("GET", "/healthz")
+        return transfer.seconds
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Transfer]:
         started = time.perf_counter()
@@ -158,16 +182,55 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - started
-        sent = len(response.request.content) if response.request.content else 0
-        transfer = Transfer(sent, len(response.content), seconds)
+        transfer = Transfer(_request_bytes(response), _response_bytes(response), seconds)
         if response.status_code >= 400:
-            message, code = _error_of(response)
-            raise UpstreamError(
-                f"{self.base_url}{path} answered {response.status_code}: {message}",
-                status=response.status_code,
-                remote_code=code,
-            )
+            raise self._error(response, path)
         return response, transfer
+
+    def _error(self, response: httpx.Response, path: str) -> UpstreamError:
+        message, code = _error_of(response)
+        return UpstreamError(
+            f"{self.base_url}{path} answered {response.status_code}: {message}",
+            status=response.status_code,
+            remote_code=code,
+        )
+
+
+def _request_bytes(response: httpx.Response) -> int:
+    """Bytes of the request on the wire: request line, headers and body."""
+    request = response.request
+    line = len(request.method) + len(request.url.raw_path) + 12
+    headers = sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
+    return line + headers + 2 + len(request.content or b"")
+
+
+def _head_bytes(response: httpx.Response) -> int:
+    """Bytes of the status line and headers of a response."""
+    line = 15 + len(response.reason_phrase)
+    return line + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + 2
+
+
+def _response_bytes(response: httpx.Response) -> int:
+    return _head_bytes(response) + len(response.content)
+
+
+def _parse_event(line: str, base_url: str) -> ChatChunk | None:
+    """One SSE line → a chunk with text and/or finish_reason, a usage chunk, or None."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return None
+    event = json.loads(line[6:])
+    if "error" in event:
+        raise UpstreamError(f"{base_url}: {event['error']['message']}")
+    if usage := event.get("usage"):
+        counts = Usage(usage["prompt_tokens"], usage["completion_tokens"])
+        return ChatChunk("", None, counts, event.get("tierwise") or {})
+    for choice in event.get("choices") or []:
+        text = choice["delta"].get("content")
+        if choice.get("finish_reason"):
+            return ChatChunk(text or "", choice["finish_reason"])
+        if text:
+            return ChatChunk(text)
+    return None
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str | None]:

@@ -77,6 +77,33 @@ async def _serve_link(state: ClusterState, link_name: str, token: str | None) ->
         await server.serve()
 
 
+def serve_gateway(state_dir: Path, env: Mapping[str, str] = os.environ) -> None:
+    """Profile what is missing (first start only), then serve the gateway."""
+    from tierwise.gateway.app import create_gateway_app
+    from tierwise.gateway.keys import KeyRing
+    from tierwise.gateway.service import Gateway
+    from tierwise.ledger.store import Ledger
+    from tierwise.optimize.profile import profile_cluster
+    from tierwise.placement.profiles import Profiles
+
+    state = ClusterState.load(state_dir)
+    gw = state.spec.gateway
+    if gw is None:
+        raise ConfigError("gateway: the cluster spec has no gateway section")
+    token = token_from_env(state.spec, env)
+    keys = KeyRing(gw.api_keys, env)
+    ledger = Ledger(state.ledger_url)
+    try:
+        profiles = Profiles.from_rows(ledger.load_profiles())
+        profile_cluster(state, token or "", profiles, log.warning, only_missing=True)
+        ledger.save_profiles(profiles.rows())
+        gateway = Gateway(state, token or "", ledger, profiles)
+        app = create_gateway_app(gateway, keys, gw.max_request_bytes)
+        uvicorn.Server(_uvicorn_config(app, gw.host, gw.port)).run()
+    finally:
+        ledger.close()
+
+
 def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from tierwise.errors import ClusterError, ConfigError, NotFoundError
 
 STATE_FILE = "cluster.json"
 TOKEN_FILE = "token"
+API_KEYS_FILE = "api_keys.json"
 
 
 class LinkEndpoints(BaseModel):
@@ -60,6 +61,18 @@ class ClusterState(BaseModel):
         endpoints = self.links[link.name]
         return f"http://{endpoints.host}:{endpoints.forward_ports[node_name]}"
 
+    @property
+    def gateway_url(self) -> str:
+        if self.spec.gateway is None:
+            raise NotFoundError("this cluster has no gateway")
+        return f"http://{self.spec.gateway.host}:{self.spec.gateway.port}"
+
+    @property
+    def ledger_url(self) -> str:
+        if self.spec.gateway is not None and self.spec.gateway.ledger_url:
+            return self.spec.gateway.ledger_url
+        return f"sqlite:///{self.state_dir / 'ledger.db'}"
+
     def link_endpoints(self, name: str) -> LinkEndpoints:
         link = self.spec.link(name)
         return self.links[link.name]
@@ -95,6 +108,10 @@ def resolve(spec: ClusterSpec, state_dir: Path) -> ClusterState:
     for link in data["links"]:
         link["control_port"] = link["control_port"] or free_port("127.0.0.1", taken)
         taken.add(link["control_port"])
+    if data["gateway"] is not None:
+        gw = data["gateway"]
+        gw["port"] = gw["port"] or free_port(gw["host"], taken)
+        taken.add(gw["port"])
     resolved = ClusterSpec.model_validate(data)
     links = {}
     for link in resolved.links:
@@ -144,6 +161,27 @@ def write_token(state_dir: Path, token: str | None) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token)
     return token
+
+
+def write_api_keys(state_dir: Path, keys: dict[str, str]) -> None:
+    """The gateway's API keys that ``tierwise up`` generated, by key name (owner-only)."""
+    path = state_dir / API_KEYS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(keys, handle)
+
+
+def read_api_key(state_dir: Path, name: str = "default") -> str:
+    path = Path(state_dir) / API_KEYS_FILE
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ClusterError(
+            f"no generated API keys at {path}: the gateway's keys come from your environment"
+        ) from exc
+    if name not in keys:
+        raise NotFoundError(f"no API key named {name!r} in {path}; names: {sorted(keys)}")
+    return str(keys[name])
 
 
 def read_token(state_dir: Path) -> str:

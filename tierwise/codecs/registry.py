@@ -1,0 +1,48 @@
+"""The codecs tierwise knows by name, and decoding of any received message."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tierwise.codecs import wire
+from tierwise.codecs.base import Codec
+from tierwise.codecs.image import ImageCodec
+from tierwise.codecs.quantize import Float16Codec, RawCodec, UniformQuantCodec
+from tierwise.errors import NotFoundError, WireFormatError
+
+_CODECS: dict[str, Codec] = {
+    codec.name: codec
+    for codec in (
+        RawCodec(),
+        Float16Codec(),
+        UniformQuantCodec(8),
+        UniformQuantCodec(6),
+        UniformQuantCodec(4),
+        UniformQuantCodec(2),
+        ImageCodec("JPEG", 90),
+        ImageCodec("JPEG", 75),
+        ImageCodec("WEBP", 90),
+        ImageCodec("PNG"),
+    )
+}
+FEATURE_CODECS = [name for name, c in _CODECS.items() if c.kind == "feature"]
+INPUT_CODECS = [name for name, c in _CODECS.items() if c.kind == "input"]
+
+
+def get_codec(name: str) -> Codec:
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise NotFoundError(
+            f"unknown codec {name!r}; codecs are {sorted(_CODECS)}", param="codec"
+        ) from None
+
+
+def decode_message(message: wire.WireTensor) -> np.ndarray:
+    """The float32 tensor a wire message carries; a message without a codec is raw."""
+    name = message.meta.get("codec", "raw")
+    if not isinstance(name, str) or name not in _CODECS:
+        raise WireFormatError(
+            f"unknown codec {name!r} in tensor metadata; codecs are {sorted(_CODECS)}"
+        )
+    return _CODECS[name].decode(message.array, message.meta)

@@ -1,0 +1,1 @@
+"""The front door: admission, planning, execution with fallback, and the ledger record."""

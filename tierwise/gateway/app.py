@@ -1,0 +1,181 @@
+"""The gateway's HTTP API (clients authenticate with their API key).
+
+    GET  /healthz                          open
+    GET  /v1/models                        chat models ("auto" included) and vision models
+    POST /v1/chat/completions              OpenAI-compatible chat, streaming too; planned
+    POST /v1/vision/classify?model=M       image bytes in, top-k labels out; planned
+    POST /v1/tasks                         {"task": "classify" | "chat", ...}: the generic entry
+    GET  /v1/requests/{id}                 one ledger record, with the alternatives considered
+    GET  /v1/plans?model=M                 the current prediction for every plan of a vision model
+    GET  /metrics                          Prometheus text format
+
+Policy per request: the ``X-Tierwise-Policy`` header, or ``{"tierwise": {"policy": {...}}}``
+in a JSON body. Every answer names its plan and costs in ``X-Tierwise-*`` headers and a
+``tierwise`` object in the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+import tierwise
+from tierwise.errors import InputError, NotFoundError
+from tierwise.gateway.keys import Caller, KeyRing
+from tierwise.gateway.request_options import RequestOptions, parse_options
+from tierwise.gateway.service import Gateway, Served
+from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.http_common import BodyLimit, install_error_handlers
+
+
+class ChatRequest(oa.ChatCompletionRequest):
+    tierwise: dict[str, Any] | None = None
+
+
+class ClassifyTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["classify"]
+    model: str = "efficientnet-lite0"
+    image_base64: str = Field(min_length=1)
+    top_k: int = Field(5, ge=1, le=1000)
+    tierwise: dict[str, Any] | None = None
+
+
+def create_gateway_app(gateway: Gateway, keys: KeyRing, max_body: int) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="tierwise gateway", version=tierwise.__version__, lifespan=lifespan)
+    app.state.gateway, app.state.keys = gateway, keys
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=max_body)
+    app.include_router(_info_routes(gateway))
+    app.include_router(_work_routes(gateway))
+    return app
+
+
+def _caller(request: Request) -> Caller:
+    keys: KeyRing = request.app.state.keys
+    return keys.authenticate(request.headers.get("authorization"))
+
+
+Authed = Annotated[Caller, Depends(_caller)]
+
+
+def _info_routes(gateway: Gateway) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "role": "gateway", "offline": gateway.live.offline()}
+
+    @router.get("/v1/models")
+    async def models(_: Authed) -> dict[str, Any]:
+        return oa.models_json(["auto", *gateway.chat_models(), *gateway.vision], owner="tierwise")
+
+    @router.get("/metrics")
+    async def metrics(_: Authed) -> Response:
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @router.get("/v1/requests/{request_id}")
+    async def record(request_id: str, who: Authed) -> dict[str, Any]:
+        rec = await run_in_threadpool(gateway.ledger.get, request_id)
+        if rec is None or rec.api_key != who.name:
+            raise NotFoundError(f"no request {request_id!r} for this API key")
+        return asdict(rec)
+
+    @router.get("/v1/plans")
+    async def plans(_: Authed, model: str = Query("efficientnet-lite0")) -> dict[str, Any]:
+        return gateway.current_plans(model)
+
+    return router
+
+
+def _work_routes(gateway: Gateway) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/chat/completions", response_model=None)
+    async def chat(body: ChatRequest, request: Request, who: Authed) -> Response:
+        options = parse_options(_lower(request.headers), body.tierwise)
+        return await _chat(gateway, who, body, options)
+
+    @router.post("/v1/vision/classify")
+    async def classify(
+        request: Request,
+        who: Authed,
+        model: str = Query("efficientnet-lite0"),
+        top_k: int = Query(5, ge=1, le=1000),
+    ) -> JSONResponse:
+        options = parse_options(_lower(request.headers))
+        served = await gateway.classify(who, await request.body(), model, top_k, options)
+        return _json(served)
+
+    @router.post("/v1/tasks", response_model=None)
+    async def tasks(request: Request, who: Authed) -> Response:
+        return await _task(gateway, who, request, await _json_body(request))
+
+    return router
+
+
+async def _task(gateway: Gateway, who: Caller, request: Request, data: dict[str, Any]) -> Response:
+    task = data.get("task")
+    if task == "classify":
+        job = ClassifyTask.model_validate(data)
+        options = parse_options(_lower(request.headers), job.tierwise)
+        image = _b64(job.image_base64)
+        return _json(await gateway.classify(who, image, job.model, job.top_k, options))
+    if task == "chat":
+        body = ChatRequest.model_validate({k: v for k, v in data.items() if k != "task"})
+        return await _chat(
+            gateway, who, body, parse_options(_lower(request.headers), body.tierwise)
+        )
+    raise InputError(f"unknown task {task!r}; tasks are ['chat', 'classify']", param="task")
+
+
+async def _chat(
+    gateway: Gateway, who: Caller, body: ChatRequest, options: RequestOptions
+) -> Response:
+    if body.stream:
+        stream, headers = await gateway.chat_stream(who, body, options)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    return _json(await gateway.chat(who, body, options))
+
+
+def _json(served: Served) -> JSONResponse:
+    return JSONResponse(served.body, headers=served.headers)
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise InputError(f"the body is not valid JSON: {exc}", param="body") from exc
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object with a `task` field", param="body")
+    return data
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"image_base64 is not valid base64: {exc}", param="image_base64") from exc

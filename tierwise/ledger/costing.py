@@ -1,0 +1,74 @@
+"""What a plan costs in dollars and joules, given what it moved and computed.
+
+The planner calls :func:`plan_cost` with predicted quantities, the gateway with
+measured ones, so predictions and records are priced by the same rules.
+:func:`cost_bound` is the most an attempt can be charged, which budgets hold while it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierwise.config import ClusterSpec
+from tierwise.ledger.energy import compute_joules, radio_joules
+from tierwise.ledger.prices import compute_usd, egress_usd, token_usd
+from tierwise.placement.plans import Plan
+
+
+@dataclass
+class Measured:
+    """What one successful attempt measured."""
+
+    latency_s: float = 0.0
+    bytes_up: int = 0  # over the link, headers included
+    bytes_down: int = 0
+    head_compute_s: float = 0.0  # node-reported, EMULATED slow-down included
+    tail_compute_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]:
+    """(USD, joules) of running ``plan`` with the quantities in ``m``."""
+    usd = joules = 0.0
+    for name, seconds in ((plan.head_node, m.head_compute_s), (plan.tail_node, m.tail_compute_s)):
+        if name is not None:
+            node = spec.node(name)
+            usd += compute_usd(spec.prices, node, seconds)
+            joules += compute_joules(node, seconds)
+    usd += _link_usd(spec, plan, m.bytes_up, m.bytes_down)
+    if plan.link is not None:
+        joules += radio_joules(spec.energy, spec.link(plan.link).medium, m.bytes_up, m.bytes_down)
+    usd += token_usd(spec.prices, plan.model, m.tokens_in, m.tokens_out)
+    return usd, joules
+
+
+def cost_bound(
+    spec: ClusterSpec,
+    plan: Plan,
+    timeout_s: float,
+    max_bytes_up: int,
+    max_bytes_down: int,
+    max_tokens_in: int = 0,
+    max_tokens_out: int = 0,
+) -> float:
+    """The most an attempt can be charged: every node busy for the whole timeout, the
+    largest payloads, every allowed token. Budgets hold this much while it runs."""
+    usd = 0.0
+    for name in (plan.head_node, plan.tail_node):
+        if name is not None:
+            usd += compute_usd(spec.prices, spec.node(name), timeout_s)
+    usd += _link_usd(spec, plan, max_bytes_up, max_bytes_down)
+    usd += token_usd(spec.prices, plan.model, max_tokens_in, max_tokens_out)
+    return usd
+
+
+def _link_usd(spec: ClusterSpec, plan: Plan, bytes_up: float, bytes_down: float) -> float:
+    if plan.link is None or plan.tail_node is None:
+        return 0.0
+    link = spec.link(plan.link)
+    tail_tier = spec.node(plan.tail_node).tier
+    client_tier = link.a if link.b == tail_tier else link.b
+    return egress_usd(spec.prices, tail_tier, bytes_down) + egress_usd(
+        spec.prices, client_tier, bytes_up
+    )

@@ -1,0 +1,77 @@
+"""The ledger's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: One row per request, written before the response leaves the gateway.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("day", String(10), nullable=False, index=True),
+    Column("api_key", String(64), nullable=False),
+    Column("task", String(32), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("plan", String(128), nullable=False),
+    Column("tiers", String(64), nullable=False),
+    Column("tokens_in", Integer, nullable=False, default=0),
+    Column("tokens_out", Integer, nullable=False, default=0),
+    Column("bytes_up", Integer, nullable=False, default=0),
+    Column("bytes_down", Integer, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("predicted_latency_ms", Float, nullable=False, default=0.0),
+    Column("usd", Float, nullable=False, default=0.0),
+    Column("predicted_usd", Float, nullable=False, default=0.0),
+    Column("cloud_usd", Float, nullable=False, default=0.0),
+    Column("joules", Float, nullable=False, default=0.0),
+    Column("predicted_joules", Float, nullable=False, default=0.0),
+    Column("quality", Float, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("offline", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("error", Text, nullable=True),
+    Column("explain", Text, nullable=False, default="{}"),
+)
+
+#: Spend per budget scope and period, in integer nano-dollars so that sums are exact.
+#: ``reserved_nusd`` holds the upper bounds of attempts in flight, so concurrent
+#: requests can never overspend.
+budget_usage = Table(
+    "budget_usage",
+    metadata,
+    Column("scope", String(80), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("limit_nusd", BigInteger, nullable=False),
+    Column("spent_nusd", BigInteger, nullable=False, default=0),
+    Column("reserved_nusd", BigInteger, nullable=False, default=0),
+    PrimaryKeyConstraint("scope", "period"),
+)
+
+#: Measured profiles the planner reads: per node (or "*" for node-independent
+#: measurements), model and metric.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("node", String(64), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("metric", String(96), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("samples", Integer, nullable=False, default=1),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("node", "model", "metric"),
+)

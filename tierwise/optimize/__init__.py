@@ -1,0 +1,1 @@
+"""Model optimisation and profiling: measuring what each model costs on each node."""

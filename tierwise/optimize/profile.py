@@ -1,0 +1,209 @@
+"""``tierwise profile``: measure what the planner needs to predict.
+
+Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Profiles`:
+
+- **per node** (over HTTP, from the node's own tier): each stage of each staged model,
+  timed by the node itself (``X-Tierwise-Compute-Ms``, EMULATED slow-down included);
+  each chat model's prefill and decode speed and fixed overhead;
+- **per model** (in this process): for every split point and codec, the bytes on the
+  wire, the encode + decode time, and top-1 agreement with the unsplit fp32 model on
+  real photos that ship with scikit-image and matplotlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tierwise.codecs.registry import get_codec
+from tierwise.config import ClusterSpec, EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel
+from tierwise.datasets.photos import photo_set
+from tierwise.models.base import StagedModel
+from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
+from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric, stage_metric
+from tierwise.runtime.node_client import NodeClient
+from tierwise.runtime.state import ClusterState
+
+Progress = Callable[[str], None]
+SHORT_PROMPT = "Hi!"
+LONG_PROMPT = " ".join(["Summarise the following notes about bridges and rivers."] * 24)
+
+
+# ---------------------------------------------------------------- per node
+
+
+async def profile_nodes(
+    state: ClusterState, token: str, profiles: Profiles, progress: Progress, repeats: int = 3
+) -> None:
+    for node in state.spec.nodes:
+        async with NodeClient(state.node_url(node.name), token, timeout=300) as client:
+            info = await client.info()
+            for model in info["models"]:
+                spec = state.spec.models[model["name"]]
+                if isinstance(spec, EfficientNetLiteModel):
+                    await _profile_stages(client, node.name, model, profiles, repeats)
+                elif isinstance(spec, LlamaCppModel | OpenAIRemoteModel):
+                    await _profile_chat(client, node.name, model["name"], profiles)
+                progress(f"profiled {model['name']} on {node.name}")
+
+
+async def _profile_stages(
+    client: NodeClient, node: str, model: dict[str, Any], profiles: Profiles, repeats: int
+) -> None:
+    for stage in model["stages"]:
+        x = np.zeros((1, *stage["input_shape"]), dtype=np.float32)
+        i = stage["index"]
+        await client.run_stages(model["name"], x, i, i + 1)  # warm-up
+        times = [
+            (await client.run_stages(model["name"], x, i, i + 1)).compute_ms for _ in range(repeats)
+        ]
+        profiles.set(node, model["name"], stage_metric(i), statistics.median(times), repeats)
+
+
+async def _profile_chat(client: NodeClient, node: str, model: str, profiles: Profiles) -> None:
+    """Two prompt lengths separate the fixed overhead from the prefill rate."""
+    short = await _timed_stream(client, model, SHORT_PROMPT, 16)
+    long = await _timed_stream(client, model, LONG_PROMPT, 16)
+    d_tokens = long["prompt_tokens"] - short["prompt_tokens"]
+    d_time = max(long["ttft"] - short["ttft"], 1e-4)
+    prefill = d_tokens / d_time
+    overhead = max(0.0, short["ttft"] - short["prompt_tokens"] / prefill)
+    decode = statistics.median([r["decode_tok_s"] for r in (short, long) if r["decode_tok_s"] > 0])
+    profiles.set(node, model, "llm:prefill_tok_s", prefill)
+    profiles.set(node, model, "llm:decode_tok_s", decode)
+    profiles.set(node, model, "llm:overhead_ms", overhead * 1e3)
+    if not profiles.has(node, model, "llm:completion_tokens"):
+        profiles.set(node, model, "llm:completion_tokens", 64.0)
+
+
+async def _timed_stream(
+    client: NodeClient, model: str, prompt: str, max_tokens: int
+) -> dict[str, float]:
+    started = time.perf_counter()
+    first = last = None
+    usage = None
+    async for chunk in client.chat_stream(
+        model, [{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0
+    ):
+        now = time.perf_counter()
+        if chunk.text:
+            first = first or now
+            last = now
+        usage = chunk.usage or usage
+    assert usage is not None
+    ttft = (first or time.perf_counter()) - started
+    n = usage.completion_tokens
+    decode = (n - 1) / (last - first) if first and last and last > first and n > 1 else 0.0
+    return {"ttft": ttft, "prompt_tokens": usage.prompt_tokens, "decode_tok_s": decode}
+
+
+# ---------------------------------------------------------------- per model
+
+
+def profile_codecs(
+    model: StagedModel,
+    profiles: Profiles,
+    progress: Progress,
+    photos: int = 12,
+    input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
+    feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
+) -> None:
+    images = [model.preprocess(image) for _, image in photo_set(photos)]
+    n = len(model.stages)
+    reference = [int(model.run_all(x).argmax()) for x in images]
+    logits = model.run_all(images[0])
+    out = get_codec("raw").to_wire(logits, {"model": model.name, "start": 0, "end": n})
+    profiles.set(ANY_NODE, model.name, "out:bytes", len(out))
+    for codec in input_codecs:
+        _measure(model, profiles, codec, 0, [(x, x) for x in images], reference)
+    heads = [(x, x) for x in images]  # (features at the current split, original input)
+    for split in range(1, n if feature_codecs else 1):
+        heads = [(model.run_stages(f, split - 1, split), x) for f, x in heads]
+        for codec in feature_codecs:
+            _measure(model, profiles, codec, split, heads, reference)
+        progress(f"profiled codecs of {model.name} at split {split}")
+
+
+def _measure(
+    model: StagedModel,
+    profiles: Profiles,
+    codec_name: str,
+    split: int,
+    inputs: list[tuple[np.ndarray, np.ndarray]],
+    reference: list[int],
+) -> None:
+    from tierwise.codecs import wire
+    from tierwise.codecs.registry import decode_message
+
+    codec = get_codec(codec_name)
+    sizes, times, agree = [], [], 0
+    for (features, _), expected in zip(inputs, reference, strict=True):
+        started = time.perf_counter()
+        payload = codec.to_wire(features)
+        restored = decode_message(wire.decode_tensor(payload))
+        times.append((time.perf_counter() - started) * 1e3)
+        sizes.append(len(payload))
+        agree += int(model.run_stages(restored, split, len(model.stages)).argmax()) == expected
+    key = (ANY_NODE, model.name)
+    profiles.set(*key, codec_metric(codec_name, split, "bytes"), statistics.mean(sizes), len(sizes))
+    profiles.set(*key, codec_metric(codec_name, split, "ms"), statistics.median(times), len(times))
+    profiles.set(
+        *key, codec_metric(codec_name, split, "agreement"), agree / len(inputs), len(inputs)
+    )
+
+
+def missing_codec_profiles(spec: ClusterSpec, profiles: Profiles) -> list[str]:
+    """Staged models hosted somewhere whose codec profile is not stored yet."""
+    return [
+        name
+        for name, model in spec.models.items()
+        if isinstance(model, EfficientNetLiteModel)
+        and any(name in n.models for n in spec.nodes)
+        and not profiles.has(ANY_NODE, name, "out:bytes")
+    ]
+
+
+def missing_node_profiles(spec: ClusterSpec, profiles: Profiles) -> bool:
+    for node in spec.nodes:
+        for name in node.models:
+            model = spec.models[name]
+            metric = (
+                stage_metric(0) if isinstance(model, EfficientNetLiteModel) else "llm:decode_tok_s"
+            )
+            if not profiles.has(node.name, name, metric):
+                return True
+    return False
+
+
+def profile_cluster(
+    state: ClusterState,
+    token: str,
+    profiles: Profiles,
+    progress: Progress,
+    only_missing: bool = False,
+    photos: int = 12,
+) -> None:
+    """Measure nodes and codecs; with ``only_missing``, only what has no profile yet."""
+    from tierwise.models.efficientnet_lite import EfficientNetLite
+
+    if not only_missing or missing_node_profiles(state.spec, profiles):
+        asyncio.run(profile_nodes(state, token, profiles, progress))
+    names = (
+        missing_codec_profiles(state.spec, profiles)
+        if only_missing
+        else [n for n, m in state.spec.models.items() if isinstance(m, EfficientNetLiteModel)]
+    )
+    client_tier = state.spec.gateway.tier if state.spec.gateway else "device"
+    local = {m for n in state.spec.nodes_in(client_tier) for m in n.models}
+    for name in names:
+        model_spec = state.spec.models[name]
+        assert isinstance(model_spec, EfficientNetLiteModel)
+        # Feature codecs matter only where the client's tier can run the head stages.
+        features = DEFAULT_FEATURE_CODECS if name in local else ()
+        model = EfficientNetLite(name, model_spec.variant)
+        profile_codecs(model, profiles, progress, photos=photos, feature_codecs=features)

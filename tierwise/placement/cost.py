@@ -1,0 +1,237 @@
+"""The cost model: what each plan is predicted to take in seconds, dollars and joules.
+
+Pure numpy over a :class:`PlanTable`. Everything that does not change between requests
+(compute times from profiles, payload sizes, prices, power) is laid out once per table
+as arrays; a decision only adds the live part, link transfer and queueing, so that
+costing ~50 plans takes microseconds.
+
+    latency = compute (profiles, emulated slow-down included)
+            + bytes_up / bandwidth + bytes_down / bandwidth + RTT     (remote plans)
+            + queueing on the nodes used + a local call overhead
+    usd     = node price × compute s + egress price × bytes leaving a tier + tokens × price
+    joules  = node active watts × compute s + radio J/byte × bytes (device side)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierwise.config import ClusterSpec
+from tierwise.ledger.costing import Measured, plan_cost
+from tierwise.ledger.prices import is_paid
+from tierwise.placement.plans import Plan
+from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric
+
+#: HTTP request and response headers on a node call, measured on the wire (~250 B each
+#: way for our clients); added to every remote plan's payload.
+HTTP_OVERHEAD_UP = 300
+HTTP_OVERHEAD_DOWN = 250
+#: A call to a node on the client's own tier (loopback HTTP).
+LOCAL_CALL_S = 0.002
+#: Bytes per token of chat text, for predicting chat payloads.
+BYTES_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The live inputs of one decision, indexed like the table's links and nodes."""
+
+    bandwidth: np.ndarray  # bytes/s per link
+    rtt: np.ndarray  # seconds per link
+    link_up: np.ndarray  # bool per link
+    queue_s: np.ndarray  # expected wait per node
+    node_up: np.ndarray  # bool per node
+
+
+@dataclass
+class PlanTable:
+    plans: list[Plan]
+    links: list[str]
+    nodes: list[str]
+    compute_s: np.ndarray
+    bytes_up: np.ndarray
+    bytes_down: np.ndarray
+    link: np.ndarray  # int, -1 = none
+    head: np.ndarray  # int node index, -1 = none
+    tail: np.ndarray  # int node index, -1 = none
+    usd: np.ndarray
+    joules: np.ndarray
+    quality: np.ndarray  # nan = unknown
+    sends_raw: np.ndarray
+    sends_features: np.ndarray
+    paid: np.ndarray
+    profiled: np.ndarray
+    local_calls: np.ndarray  # how many calls go to a node on the client's tier
+
+    def predict(self, live: LiveState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(latency s, usd, joules) for every plan under ``live``."""
+        has_link = self.link >= 0
+        li = np.where(has_link, self.link, 0)
+        transfer = np.where(
+            has_link, (self.bytes_up + self.bytes_down) / live.bandwidth[li] + live.rtt[li], 0.0
+        )
+        queue = np.where(self.head >= 0, live.queue_s[np.maximum(self.head, 0)], 0.0) + np.where(
+            self.tail >= 0, live.queue_s[np.maximum(self.tail, 0)], 0.0
+        )
+        latency = self.compute_s + transfer + queue + self.local_calls * LOCAL_CALL_S
+        return latency, self.usd, self.joules
+
+    def reachable(self, live: LiveState) -> np.ndarray:
+        """Plans whose nodes and link are up right now."""
+        link_ok = np.where(self.link >= 0, live.link_up[np.maximum(self.link, 0)], True)
+        head_ok = np.where(self.head >= 0, live.node_up[np.maximum(self.head, 0)], True)
+        tail_ok = np.where(self.tail >= 0, live.node_up[np.maximum(self.tail, 0)], True)
+        return np.asarray(link_ok & head_ok & tail_ok)
+
+
+@dataclass
+class _Row:
+    compute_s: float = math.nan
+    bytes_up: float = 0.0
+    bytes_down: float = 0.0
+    usd: float = 0.0
+    joules: float = 0.0
+    quality: float = math.nan
+    paid: bool = False
+
+
+def build_vision_table(spec: ClusterSpec, plans: list[Plan], profiles: Profiles) -> PlanTable:
+    return _table(spec, plans, [_vision_row(spec, p, profiles) for p in plans])
+
+
+def build_chat_table(
+    spec: ClusterSpec,
+    plans: list[Plan],
+    profiles: Profiles,
+    prompt_tokens: Mapping[str, int],
+    max_tokens: int,
+    exact_tokens: bool = False,
+) -> PlanTable:
+    """Chat plans for one request. ``prompt_tokens`` is per model (tokenizers differ);
+    answers are predicted at the model's typical length, or ``max_tokens`` exactly."""
+    rows = [
+        _chat_row(spec, p, profiles, prompt_tokens[p.model], max_tokens, exact_tokens)
+        for p in plans
+    ]
+    return _table(spec, plans, rows)
+
+
+def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
+    row = _Row()
+    head_ms = (
+        profiles.stage_ms(plan.head_node, plan.model, 0, plan.split) if plan.head_node else 0.0
+    )
+    tail_ms = (
+        profiles.stage_ms(plan.tail_node, plan.model, plan.split, plan.n_stages)
+        if plan.tail_node
+        else 0.0
+    )
+    link = _link_numbers(plan, profiles)
+    if head_ms is None or tail_ms is None or link is None:
+        return row  # unprofiled: compute_s stays nan and the planner skips it
+    codec_ms, wire_bytes, out_bytes, agreement = link
+    row.compute_s = (head_ms + tail_ms + codec_ms) / 1e3
+    row.quality = agreement
+    if plan.remote:
+        row.bytes_up = wire_bytes + HTTP_OVERHEAD_UP
+        row.bytes_down = out_bytes + HTTP_OVERHEAD_DOWN
+    _price_and_energy(spec, plan, row, head_ms / 1e3, tail_ms / 1e3, 0, 0)
+    return row
+
+
+def _link_numbers(plan: Plan, profiles: Profiles) -> tuple[float, float, float, float] | None:
+    """(codec ms, payload bytes, output bytes, top-1 agreement) of what crosses the link."""
+    if plan.codec is None:
+        return 0.0, 0.0, 0.0, 1.0
+    values = [
+        profiles.get(ANY_NODE, plan.model, codec_metric(plan.codec, plan.split, what))
+        for what in ("ms", "bytes", "agreement")
+    ]
+    out_bytes = profiles.get(ANY_NODE, plan.model, "out:bytes")
+    codec_ms, wire_bytes, agreement = values
+    if codec_ms is None or wire_bytes is None or agreement is None or out_bytes is None:
+        return None
+    return codec_ms, wire_bytes, out_bytes, agreement
+
+
+def _chat_row(
+    spec: ClusterSpec,
+    plan: Plan,
+    profiles: Profiles,
+    prompt_tokens: int,
+    max_tokens: int,
+    exact_tokens: bool,
+) -> _Row:
+    row = _Row()
+    node = plan.tail_node
+    assert node is not None
+    prefill = profiles.get(node, plan.model, "llm:prefill_tok_s")
+    decode = profiles.get(node, plan.model, "llm:decode_tok_s")
+    overhead = profiles.get(node, plan.model, "llm:overhead_ms") or 0.0
+    typical = profiles.get(node, plan.model, "llm:completion_tokens")
+    if not prefill or not decode:
+        return row
+    out_tokens = min(max_tokens, typical) if typical and not exact_tokens else max_tokens
+    seconds = overhead / 1e3 + prompt_tokens / prefill + out_tokens / decode
+    row.compute_s = seconds
+    model_spec = spec.models[plan.model]
+    prior = getattr(model_spec, "quality", None)
+    row.quality = prior.value if prior is not None else math.nan
+    if plan.remote:
+        row.bytes_up = prompt_tokens * BYTES_PER_TOKEN + HTTP_OVERHEAD_UP
+        row.bytes_down = out_tokens * BYTES_PER_TOKEN + HTTP_OVERHEAD_DOWN + 200
+    _price_and_energy(spec, plan, row, 0.0, seconds, prompt_tokens, round(out_tokens))
+    return row
+
+
+def _price_and_energy(
+    spec: ClusterSpec, plan: Plan, row: _Row, head_s: float, tail_s: float, tin: int, tout: int
+) -> None:
+    quantities = Measured(0.0, int(row.bytes_up), int(row.bytes_down), head_s, tail_s, tin, tout)
+    row.usd, row.joules = plan_cost(spec, plan, quantities)
+    row.paid = any(
+        is_paid(spec.prices, spec.node(name), plan.model)
+        for name in (plan.head_node, plan.tail_node)
+        if name is not None
+    )
+
+
+def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
+    links = [lk.name for lk in spec.links]
+    nodes = [n.name for n in spec.nodes]
+
+    def index(names: list[str], name: str | None) -> int:
+        return -1 if name is None else names.index(name)
+
+    def col(values: list[float] | list[bool] | list[int], dtype: type) -> np.ndarray:
+        return np.asarray(values, dtype=dtype)
+
+    return PlanTable(
+        plans=plans,
+        links=links,
+        nodes=nodes,
+        compute_s=col([r.compute_s for r in rows], float),
+        bytes_up=col([r.bytes_up for r in rows], float),
+        bytes_down=col([r.bytes_down for r in rows], float),
+        link=col([index(links, p.link) for p in plans], int),
+        head=col([index(nodes, p.head_node) for p in plans], int),
+        tail=col([index(nodes, p.tail_node) for p in plans], int),
+        usd=col([r.usd for r in rows], float),
+        joules=col([r.joules for r in rows], float),
+        quality=col([r.quality for r in rows], float),
+        sends_raw=col([p.sends in ("raw", "prompt") for p in plans], bool),
+        sends_features=col([p.sends == "features" for p in plans], bool),
+        paid=col([r.paid for r in rows], bool),
+        profiled=col([not math.isnan(r.compute_s) for r in rows], bool),
+        local_calls=col([_local_calls(p) for p in plans], float),
+    )
+
+
+def _local_calls(plan: Plan) -> int:
+    if plan.task == "chat":
+        return 0 if plan.remote else 1
+    return 1 if plan.head_node is not None else 0

@@ -1,0 +1,141 @@
+"""Plans: which stage runs on which node, and what crosses which link.
+
+A vision plan splits a staged model at ``split``: stages [0, split) run on the client's
+own tier (the *head*), the rest on another node (the *tail*), with ``codec`` on the
+link between them. ``split == n`` runs everything locally; ``split == 0`` sends the
+input itself, compressed by an input codec. A chat plan runs a chat model on one node.
+
+Plan ids are short and stable, so they can be pinned in requests and read in reports:
+``local@device``, ``edge/jpeg90``, ``split@3/edge/q8``, ``chat@cloud/smollm2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tierwise.config import ClusterSpec, Tier
+
+Sends = Literal["nothing", "raw", "features", "prompt"]
+
+#: Codecs the planner considers by default on each kind of link crossing.
+DEFAULT_INPUT_CODECS = ("jpeg90", "png")
+DEFAULT_FEATURE_CODECS = ("raw", "fp16", "q8", "q4")
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    task: Literal["classify", "chat"]
+    model: str
+    head_node: str | None  # runs stages [0, split) on the client's tier
+    tail_node: str | None  # runs the rest, or the whole chat model
+    split: int  # vision: 0..n stages on the head; chat: 0
+    n_stages: int
+    codec: str | None  # what crosses the link (None: nothing does)
+    link: str | None  # the link crossed (None: all on the client's tier)
+    tiers: tuple[Tier, ...]
+    sends: Sends
+
+    @property
+    def remote(self) -> bool:
+        return self.link is not None
+
+
+def vision_plans(
+    spec: ClusterSpec,
+    model: str,
+    n_stages: int,
+    client_tier: Tier,
+    input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
+    feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
+) -> list[Plan]:
+    """Every way to run ``model`` for a client on ``client_tier``."""
+    hosts = [n for n in spec.nodes if model in n.models]
+    local = [n for n in hosts if n.tier == client_tier]
+    plans = [
+        Plan(
+            f"local@{h.name}",
+            "classify",
+            model,
+            h.name,
+            None,
+            n_stages,
+            n_stages,
+            None,
+            None,
+            (client_tier,),
+            "nothing",
+        )
+        for h in local
+    ]
+    head = local[0].name if local else None
+    for tail in hosts:
+        link = spec.link_between(client_tier, tail.tier)
+        if tail.tier == client_tier or link is None:
+            continue
+        tiers = (client_tier, tail.tier)
+        for codec in input_codecs:
+            plans.append(
+                Plan(
+                    f"{tail.name}/{codec}",
+                    "classify",
+                    model,
+                    None,
+                    tail.name,
+                    0,
+                    n_stages,
+                    codec,
+                    link.name,
+                    (tail.tier,),
+                    "raw",
+                )
+            )
+        if head is None:
+            continue
+        for split in range(1, n_stages):
+            for codec in feature_codecs:
+                plans.append(
+                    Plan(
+                        f"split@{split}/{tail.name}/{codec}",
+                        "classify",
+                        model,
+                        head,
+                        tail.name,
+                        split,
+                        n_stages,
+                        codec,
+                        link.name,
+                        tiers,
+                        "features",
+                    )
+                )
+    return plans
+
+
+def chat_plans(spec: ClusterSpec, models: list[str], client_tier: Tier) -> list[Plan]:
+    """Every node that hosts one of ``models`` and can be reached from ``client_tier``."""
+    plans = []
+    for node in spec.nodes:
+        for model in models:
+            if model not in node.models:
+                continue
+            link = None if node.tier == client_tier else spec.link_between(client_tier, node.tier)
+            if node.tier != client_tier and link is None:
+                continue
+            plans.append(
+                Plan(
+                    f"chat@{node.name}/{model}",
+                    "chat",
+                    model,
+                    None,
+                    node.name,
+                    0,
+                    0,
+                    None,
+                    link.name if link else None,
+                    (node.tier,),
+                    "nothing" if link is None else "prompt",
+                )
+            )
+    return plans
