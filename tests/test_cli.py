@@ -116,10 +116,14 @@ def test_config_validate(tmp_path: Path) -> None:
 def test_demo_asks_all_three_tiers() -> None:
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
-    body = result.output.split("asks every tier", 1)[1]
+    body = result.output.split("asks every tier", 1)[1].split("the gateway places", 1)[0]
     for tier in ("device", "edge", "cloud", "device→edge"):
         assert f"│ {tier} " in body
     assert body.count("│ chat ") == 3
     assert body.count("│ photo ") == 3
     assert "│ split@" in body  # the device→edge split of the same photo
     assert "EMULATED link device-edge: 1MB/s" in result.output
+    placed = result.output.split("the gateway places each request", 1)[1]
+    assert placed.count("│ photo ") == 9  # three photos at each of three link speeds
+    assert "chat@device/smollm2" in placed and "privacy: raw-stays-local" in placed
+    assert "all in the cloud they would have cost" in result.output

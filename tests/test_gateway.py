@@ -234,6 +234,24 @@ def test_gateway_metrics_and_report(cluster: RunningCluster, gw: httpx.Client) -
     assert '"by_model"' in as_json.output
 
 
+@pytest.mark.parametrize("rate", [300e3, 2e6])
+def test_link_estimate_follows_a_step_change_within_three_requests(
+    cluster: RunningCluster, gw: httpx.Client, photo_jpeg: bytes, rate: float
+) -> None:
+    link = LinkClient(cluster.state.links["device-edge"].control_url, cluster.token)
+    spec_rate = cluster.state.spec.link("device-edge").emulate.bandwidth  # type: ignore[union-attr]
+    try:
+        link.set(bandwidth=rate)
+        estimates = []
+        for _ in range(3):
+            _classify(gw, photo_jpeg, **{"X-Tierwise-Plan": "edge/jpeg90"})
+            estimates.append(gw.get("/v1/plans").json()["links"]["device-edge"]["bandwidth"])
+        assert any(abs(e / rate - 1) <= 0.2 for e in estimates), estimates
+    finally:
+        link.set(bandwidth=spec_rate)
+        link.close()
+
+
 def test_with_every_link_down_requests_are_served_locally_and_flagged(
     cluster: RunningCluster, gw: httpx.Client, api_key: str, photo_jpeg: bytes
 ) -> None:

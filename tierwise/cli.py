@@ -477,3 +477,20 @@ def profile(
         f"stored {len(profiles)} measurements in {state.ledger_url}; "
         "the gateway picks them up when it next starts"
     )
+
+
+@bench_app.command("placement")
+def bench_placement(
+    config: ConfigOpt = None,
+    out: ResultsOpt = Path("bench/results"),
+    photos: Annotated[int, typer.Option(help="Photos per (bandwidth, plan) cell.")] = 20,
+    steps: Annotated[str | None, typer.Option(help="Comma-separated KB/s steps.")] = None,
+) -> None:
+    """Every fixed plan and auto at each bandwidth; regret, step changes, planner cost, LLM $."""
+    from tierwise.bench.placement import run_placement_bench
+
+    rates = [float(s) for s in steps.split(",")] if steps else None
+    try:
+        run_placement_bench(_spec(config), console, out, photos=photos, steps=rates)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc

@@ -282,7 +282,7 @@ class GatewaySpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     max_attempts: int = Field(3, ge=1, le=10)
     attempt_timeout: Duration = 30.0
-    probe_after_idle: Duration = 1.0
+    probe_after_idle: Duration = 0.5
     max_request_bytes: Size = 16 * 1024 * 1024
 
 

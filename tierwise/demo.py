@@ -1,9 +1,12 @@
-"""``tierwise demo``: start the three-tier cluster, ask every tier, show what it cost.
+"""``tierwise demo``: start the three-tier cluster, ask every tier, let the gateway choose.
 
-The demo plays a client on the device tier. It sends one chat prompt and one real photo
-(``skimage.data.chelsea``) to each tier's node, plus one split request (the device runs
-the first stages of EfficientNet-Lite0 and the edge the rest), and prints tier, answer,
-latency and the bytes the link proxies counted on the wire.
+The demo plays a client on the device tier. First it sends one chat prompt and one real
+photo (``skimage.data.chelsea``) to each tier's node directly, plus one split request
+(the device runs the first stages of EfficientNet-Lite0 and the edge the rest), and
+prints tier, answer, latency and the bytes the link proxies counted on the wire. Then it
+sends photos and prompts through the gateway while the device's links slow from 2000 to
+50 KB/s, and shows which plan the planner chose each time and what it cost, against what
+the same requests would have cost all in the cloud.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -194,17 +197,118 @@ def _emulation_notes(spec: ClusterSpec) -> list[str]:
     return notes
 
 
+@dataclass
+class PlacedRow:
+    rate_kbps: float
+    request: str
+    plan: str
+    latency_ms: float
+    usd: float
+    note: str = ""
+
+
+GATEWAY_RATES = (2000.0, 300.0, 50.0)
+
+
+def _gateway_rows(state: ClusterState, token: str) -> tuple[list[PlacedRow], dict[str, float]]:
+    """The same requests through the gateway's planner as the device links slow down."""
+    import httpx
+
+    from tierwise.datasets.photos import jpeg_bytes, photo_set
+    from tierwise.runtime.state import read_api_key
+
+    key = read_api_key(state.state_dir)
+    photos = [jpeg_bytes(image) for _, image in photo_set(3)]
+    links = [LinkClient(state.links[n].control_url, token) for n in ("device-edge", "device-cloud")]
+    rows: list[PlacedRow] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=state.gateway_url, headers=headers, timeout=120) as http:
+        for rate in GATEWAY_RATES:
+            for link in links:
+                link.set(bandwidth=rate * 1000)
+            for i, photo in enumerate(photos):
+                ext = http.post("/v1/vision/classify", content=photo).json()["tierwise"]
+                rows.append(_placed(rate, f"photo {i + 1}", ext))
+        chat = {
+            "model": "auto",
+            "max_tokens": 32,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+        rows.append(
+            _placed(
+                GATEWAY_RATES[-1],
+                "chat",
+                http.post("/v1/chat/completions", json=chat).json()["tierwise"],
+            )
+        )
+        private = {**chat, "tierwise": {"policy": {"privacy": "raw-stays-local"}}}
+        ext = http.post("/v1/chat/completions", json=private).json()["tierwise"]
+        rows.append(_placed(GATEWAY_RATES[-1], "chat, private", ext, "privacy: raw-stays-local"))
+    for link in links:
+        link.close()
+    from tierwise.ledger.report import build_report
+    from tierwise.ledger.store import Ledger
+
+    ledger = Ledger(state.ledger_url)
+    total = build_report(ledger.rows()).total
+    ledger.close()
+    return rows, {"usd": total.usd, "cloud_usd": total.cloud_usd, "requests": total.requests}
+
+
+def _placed(rate: float, request: str, ext: dict[str, Any], note: str = "") -> PlacedRow:
+    m = ext["measured"]
+    if ext["relaxed"]:
+        note = (note + "; " if note else "") + "relaxed " + ", ".join(ext["relaxed"])
+    return PlacedRow(rate, request, ext["plan"], m["latency_ms"], m["usd"], note)
+
+
+def _placed_table(rows: list[PlacedRow]) -> Table:
+    table = Table(
+        title="the gateway places each request as the device's links slow down (EMULATED)",
+        expand=True,
+    )
+    for col, kw in (
+        ("link", {"justify": "right"}),
+        ("request", {}),
+        ("plan chosen", {}),
+        ("latency", {"justify": "right"}),
+        ("$", {"justify": "right"}),
+        ("note", {}),
+    ):
+        table.add_column(col, no_wrap=col != "note", **kw)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            f"{r.rate_kbps:g} KB/s",
+            r.request,
+            r.plan,
+            f"{r.latency_ms:.0f} ms",
+            f"{r.usd:.2e}",
+            r.note,
+        )
+    return table
+
+
 def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="tierwise-demo-") as tmp:
         cluster = LocalCluster(spec.with_free_ports(), state_dir or Path(tmp))
         started = time.perf_counter()
-        with console.status("starting the local cluster (3 nodes, 3 link proxies)..."):
+        with console.status(
+            "starting the cluster (3 nodes, 3 links, the gateway; the first "
+            "start profiles every model)..."
+        ):
             state = cluster.start(progress=lambda msg: console.log(msg))
         console.log(f"cluster healthy after {time.perf_counter() - started:.1f} s")
         try:
             name, photo = demo_photo()
             with console.status(f"asking every tier (chat prompt and photo {name})..."):
                 rows = asyncio.run(_ask_every_tier(state, cluster.token, photo))
+            placed: list[PlacedRow] = []
+            totals: dict[str, float] = {}
+            if state.spec.gateway is not None:
+                with console.status(
+                    "sending requests through the gateway at 2000, 300 and 50 KB/s..."
+                ):
+                    placed, totals = _gateway_rows(state, cluster.token)
             for exit_ in cluster.poll():
                 console.print(
                     f"[red]{exit_.kind} {exit_.name} died with code {exit_.returncode}[/red]"
@@ -216,6 +320,12 @@ def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None)
         console.print(line)
     answers = {r.answer for r in rows if r.request == "chat"}
     console.print(f"chat answer{'s' if len(answers) > 1 else ''} in full: " + " | ".join(answers))
+    if placed:
+        console.print(_placed_table(placed))
+        console.print(
+            f"ledger: {int(totals['requests'])} gateway requests cost ${totals['usd']:.6f}; "
+            f"all in the cloud they would have cost ${totals['cloud_usd']:.6f}"
+        )
     for note in _emulation_notes(spec):
         console.print(f"[yellow]{note}[/yellow]")
     return rows

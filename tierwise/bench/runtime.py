@@ -123,6 +123,7 @@ def _solo_startup(spec: ClusterSpec) -> dict[str, float | None]:
         data = spec.with_free_ports().model_dump(mode="python")
         data["nodes"] = [n for n in data["nodes"] if n["name"] == node.name]
         data["links"] = []
+        data["gateway"] = None
         alone = ClusterSpec.model_validate(data)
         with (
             tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp,
@@ -152,8 +153,10 @@ async def _links() -> list[dict[str, Any]]:
 def run_runtime_bench(
     spec: ClusterSpec, console: Console, out_dir: Path, max_tokens: int = 128
 ) -> dict[str, Any]:
+    # The runtime alone: nodes and links, without the gateway (bench placement has it).
+    runtime_only = spec.with_free_ports().model_copy(update={"gateway": None})
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
-        cluster = LocalCluster(spec.with_free_ports(), Path(tmp))
+        cluster = LocalCluster(runtime_only, Path(tmp))
         with console.status("starting the cluster..."):
             state = cluster.start()
         startup = {c.name: c.startup_seconds for c in cluster.children}

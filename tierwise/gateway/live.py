@@ -24,6 +24,8 @@ from tierwise.runtime.node_client import NodeClient
 log = logging.getLogger("tierwise.gateway")
 PROBE_BYTES = 16 * 1024
 NODE_BACKOFF_S = 2.0
+#: A bandwidth estimate moving by more than this share makes the other links re-probe.
+SHARP_CHANGE = 0.5
 
 
 @dataclass
@@ -44,6 +46,9 @@ class LiveView:
     nodes: dict[str, NodeHealth] = field(default_factory=dict)
     link_inflight: dict[str, int] = field(default_factory=dict)
     _probing: set[str] = field(default_factory=set)
+    _unconfirmed: dict[str, float] = field(default_factory=dict)  # link → since when
+    _again: set[str] = field(default_factory=set)  # links to probe once more
+    _background: set[asyncio.Task[bool]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.links = {lk.name: LinkEstimator(self.clock) for lk in self.spec.links}
@@ -61,7 +66,7 @@ class LiveView:
             est = self.links[name]
             if est.ready:
                 bandwidth[i], rtt[i] = est.bandwidth, est.rtt
-                up[i] = est.is_up()
+                up[i] = est.is_up() and name not in self._unconfirmed
         queue = np.array([self.nodes[n].inflight * self.nodes[n].service_s for n in table.nodes])
         node_up = np.array([now >= self.nodes[n].down_until for n in table.nodes])
         return LiveState(bandwidth, rtt, up, queue, node_up)
@@ -75,6 +80,33 @@ class LiveView:
         )
 
     # -- what calls report ---------------------------------------------------------
+
+    def observe(self, link: str, nbytes: int, seconds: float, server_s: float) -> None:
+        """Teach a link from a call. A sharp change there gets the other links re-probed,
+        since a client whose connectivity changed has usually changed it on every path;
+        after a sharp drop they sit out until their probe answers."""
+        est = self.links[link]
+        before = est.bandwidth
+        est.observe(nbytes, seconds, server_s)
+        after = est.bandwidth
+        if not before or not after or abs(after / before - 1) <= SHARP_CHANGE:
+            return
+        now = self.clock()
+        for other in self.links:
+            if other == link or self._far_node(other) is None:
+                continue
+            if after < before:
+                self._unconfirmed[other] = now
+            self._probe_soon(other)
+
+    def _probe_soon(self, link: str) -> None:
+        """Probe now, or right after the probe already in flight (which began too early)."""
+        if link in self._probing:
+            self._again.add(link)
+            return
+        task = asyncio.get_running_loop().create_task(self.probe(link))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def node_failed(self, node: str) -> None:
         self.nodes[node].down_until = self.clock() + NODE_BACKOFF_S
@@ -98,9 +130,10 @@ class LiveView:
     async def probe(self, link_name: str) -> bool:
         """One RTT and one bandwidth sample through ``link_name``; False if unreachable."""
         target = self._far_node(link_name)
-        if target is None:
+        if target is None or link_name in self._probing:
             return False
         self._probing.add(link_name)
+        started = self.clock()
         est = self.links[link_name]
         try:
             client = self.clients[target]
@@ -113,6 +146,11 @@ class LiveView:
             return False
         finally:
             self._probing.discard(link_name)
+            if self._unconfirmed.get(link_name, float("inf")) <= started:
+                del self._unconfirmed[link_name]  # a probe begun after the doubt settles it
+            if link_name in self._again:
+                self._again.discard(link_name)
+                self._probe_soon(link_name)
 
     async def run_prober(self, period: float = 0.1) -> None:
         while True:

@@ -228,8 +228,10 @@ class Gateway:
             assert plan.head_node is not None
             reply = await self._stage_call(plan.head_node, model, wire.encode_tensor(x), 0, n, None)
             m.head_compute_s = reply.compute_ms / 1e3
+            m.measured_compute_joules = reply.rapl_joules
             return _logits(reply), m
         assert plan.tail_node is not None and plan.codec is not None
+        head_joules: float | None = 0.0  # no head stage: nothing to measure there
         if plan.split == 0:
             payload = await run_in_threadpool(get_codec(plan.codec).to_wire, x)
         else:
@@ -239,11 +241,14 @@ class Gateway:
             )
             m.head_compute_s = head.compute_ms / 1e3
             payload = head.payload
+            head_joules = head.rapl_joules
         self.profiles.observe(
             ANY_NODE, model, codec_metric(plan.codec, plan.split, "bytes"), len(payload)
         )
         reply = await self._stage_call(plan.tail_node, model, payload, plan.split, n, plan.link)
         m.tail_compute_s = reply.compute_ms / 1e3
+        if head_joules is not None and reply.rapl_joules is not None:
+            m.measured_compute_joules = head_joules + reply.rapl_joules
         m.bytes_up, m.bytes_down = reply.transfer.bytes_up, reply.transfer.bytes_down
         return _logits(reply), m
 
@@ -265,7 +270,7 @@ class Gateway:
         self.profiles.observe_stages(node, model, start, end, reply.compute_ms)
         if link is not None:
             t = reply.transfer
-            self.live.links[link].observe(t.bytes_up + t.bytes_down, t.seconds, compute_s)
+            self.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, compute_s)
         return reply
 
     async def _node_call(self, node: str, link: str | None, call: Any) -> Any:
@@ -380,7 +385,7 @@ class Gateway:
         compute_s = float(ext.get("compute_ms", 0.0)) / 1e3
         self.live.node_served(plan.tail_node, compute_s)
         if plan.link is not None:
-            self.live.links[plan.link].observe(up + down, seconds, compute_s)
+            self.live.observe(plan.link, up + down, seconds, compute_s)
         self._learn_chat(plan, usage, compute_s)
         remote = plan.link is not None
         return Measured(

@@ -26,6 +26,9 @@ class Measured:
     tail_compute_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    #: Compute energy measured by RAPL on every node used, when they all have it; it then
+    #: replaces the watts × time model for compute (radio energy is still modelled).
+    measured_compute_joules: float | None = None
 
 
 def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]:
@@ -36,6 +39,8 @@ def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]
             node = spec.node(name)
             usd += compute_usd(spec.prices, node, seconds)
             joules += compute_joules(node, seconds)
+    if m.measured_compute_joules is not None:
+        joules = m.measured_compute_joules
     usd += _link_usd(spec, plan, m.bytes_up, m.bytes_down)
     if plan.link is not None:
         joules += radio_joules(spec.energy, spec.link(plan.link).medium, m.bytes_up, m.bytes_down)

@@ -1,13 +1,15 @@
 """EMULATED slow hardware: wrappers that stretch a model's compute time.
 
 A node with ``emulate.speed_factor: 0.25`` runs each model through these wrappers,
-so every compute step takes four times as long as it did on this machine. The sleep
-happens while the model's lock is held, as a busy slow board would be busy.
+so every compute step takes about four times as long as it does on this machine. The
+sleeping happens while the wrapper's lock is held, as a busy slow board would be busy.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +18,6 @@ import numpy as np
 from PIL import Image
 
 from tierwise.models.base import ChatChunk, ChatMessage, ChatModel, ChatParams, StagedModel
-
-
-def _stretch(elapsed: float, factor: float) -> None:
-    if factor < 1.0 and elapsed > 0:
-        time.sleep(elapsed * (1.0 / factor - 1.0))
 
 
 class SlowedChatModel(ChatModel):
@@ -76,18 +73,33 @@ class SlowedChatModel(ChatModel):
 
 
 class SlowedStagedModel(StagedModel):
+    """Each call takes 1/speed_factor times the *typical* time of the same stages here.
+
+    Stretching each call's own time would multiply this machine's jitter (a cold thread
+    pool can add 50%) by 1/speed_factor too; a board that is slow is slow steadily. So the
+    target is the median of the last few real times of the same stage range.
+    """
+
+    HISTORY = 9
+
     def __init__(self, inner: StagedModel, speed_factor: float) -> None:
         self.inner = inner
         self.name = inner.name
         self.stages = inner.stages
         self.speed_factor = speed_factor
         self._busy = threading.Lock()
+        self._recent: dict[tuple[int, int], collections.deque[float]] = {}
 
     def run_stages(self, x: np.ndarray, start: int, end: int) -> np.ndarray:
         with self._busy:
             began = time.perf_counter()
             out = self.inner.run_stages(x, start, end)
-            _stretch(time.perf_counter() - began, self.speed_factor)
+            elapsed = time.perf_counter() - began
+            recent = self._recent.setdefault((start, end), collections.deque(maxlen=self.HISTORY))
+            recent.append(elapsed)
+            target = statistics.median(recent) / self.speed_factor
+            if target > elapsed:
+                time.sleep(target - elapsed)
             return out
 
     def preprocess(self, image: Image.Image) -> np.ndarray:

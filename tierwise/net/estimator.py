@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 WEIGHT = 0.5
+BAD_NEWS_WEIGHT = 1.0
 CHANGE = 0.3
 #: Calls moving at least this many bytes teach the bandwidth; calls of at most
 #: RTT_BYTES teach the RTT; those in between teach nothing.
@@ -27,10 +28,17 @@ MIN_BACKOFF, MAX_BACKOFF = 1.0, 8.0
 
 
 class _Tracker:
-    """An EWMA with a two-sample step detector."""
+    """An EWMA with a two-sample step detector that believes bad news fast.
 
-    def __init__(self) -> None:
+    A sample that says the link got more than twice as bad (``bad_is_lower``: less
+    bandwidth; otherwise: more RTT) is believed at once (weight ``BAD_NEWS_WEIGHT``):
+    sending work over a link that just collapsed costs far more than keeping it local a
+    request too long, and good news is confirmed by the next sample or probe anyway.
+    """
+
+    def __init__(self, bad_is_lower: bool) -> None:
         self.value: float | None = None
+        self.bad_is_lower = bad_is_lower
         self._last = 0.0
         self._pending: list[float] = []
 
@@ -51,14 +59,16 @@ class _Tracker:
         else:
             self._pending.clear()
         self._last = sample
-        self.value = (1 - WEIGHT) * self.value + WEIGHT * sample
+        worse = sample < self.value / 2 if self.bad_is_lower else sample > self.value * 2
+        weight = BAD_NEWS_WEIGHT if worse else WEIGHT
+        self.value = (1 - weight) * self.value + weight * sample
 
 
 class LinkEstimator:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._bw = _Tracker()
-        self._rtt = _Tracker()
+        self._bw = _Tracker(bad_is_lower=True)
+        self._rtt = _Tracker(bad_is_lower=False)
         self.last_seen = -1e9
         self.samples = 0
         self._backoff = MIN_BACKOFF

@@ -46,6 +46,16 @@ class LiveState:
     queue_s: np.ndarray  # expected wait per node
     node_up: np.ndarray  # bool per node
 
+    # The common case (everything up, nothing queued) lets a decision skip whole steps.
+    @property
+    def all_up(self) -> bool:
+        up = np.count_nonzero(self.link_up) + np.count_nonzero(self.node_up)
+        return bool(up == len(self.link_up) + len(self.node_up))
+
+    @property
+    def queued(self) -> bool:
+        return bool(np.count_nonzero(self.queue_s))
+
 
 @dataclass
 class PlanTable:
@@ -67,25 +77,34 @@ class PlanTable:
     profiled: np.ndarray
     local_calls: np.ndarray  # how many calls go to a node on the client's tier
 
+    def __post_init__(self) -> None:
+        # Index arrays with -1 clipped to 0, and masks saying where they are real, so a
+        # decision is a handful of vector operations with no branching.
+        self._has_link, self._li = self.link >= 0, np.maximum(self.link, 0)
+        self._has_head, self._hi = self.head >= 0, np.maximum(self.head, 0)
+        self._has_tail, self._ti = self.tail >= 0, np.maximum(self.tail, 0)
+        self._bytes = self.bytes_up + self.bytes_down
+        self._fixed_s = self.compute_s + self.local_calls * LOCAL_CALL_S
+        self._everywhere = np.ones(len(self.plans), dtype=bool)
+
     def predict(self, live: LiveState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latency s, usd, joules) for every plan under ``live``."""
-        has_link = self.link >= 0
-        li = np.where(has_link, self.link, 0)
-        transfer = np.where(
-            has_link, (self.bytes_up + self.bytes_down) / live.bandwidth[li] + live.rtt[li], 0.0
-        )
-        queue = np.where(self.head >= 0, live.queue_s[np.maximum(self.head, 0)], 0.0) + np.where(
-            self.tail >= 0, live.queue_s[np.maximum(self.tail, 0)], 0.0
-        )
-        latency = self.compute_s + transfer + queue + self.local_calls * LOCAL_CALL_S
+        li = self._li
+        latency = self._fixed_s + self._has_link * (self._bytes / live.bandwidth[li] + live.rtt[li])
+        if live.queued:
+            q = live.queue_s
+            latency = latency + self._has_head * q[self._hi] + self._has_tail * q[self._ti]
         return latency, self.usd, self.joules
 
     def reachable(self, live: LiveState) -> np.ndarray:
         """Plans whose nodes and link are up right now."""
-        link_ok = np.where(self.link >= 0, live.link_up[np.maximum(self.link, 0)], True)
-        head_ok = np.where(self.head >= 0, live.node_up[np.maximum(self.head, 0)], True)
-        tail_ok = np.where(self.tail >= 0, live.node_up[np.maximum(self.tail, 0)], True)
-        return np.asarray(link_ok & head_ok & tail_ok)
+        if live.all_up:
+            return self._everywhere
+        return np.asarray(
+            (~self._has_link | live.link_up[self._li])
+            & (~self._has_head | live.node_up[self._hi])
+            & (~self._has_tail | live.node_up[self._ti])
+        )
 
 
 @dataclass

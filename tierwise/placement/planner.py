@@ -44,6 +44,8 @@ class Decision:
     ) -> list[dict[str, Any]]:
         """Every plan considered, with its prediction and why it was or was not eligible."""
         t = self.table
+        reachable = t.reachable(live)
+        rank = {plan: position + 1 for position, plan in enumerate(self.ranking)}
         out = []
         for i, plan in enumerate(t.plans[:limit]):
             out.append(
@@ -56,8 +58,8 @@ class Decision:
                     "bytes_up": int(t.bytes_up[i]),
                     "bytes_down": int(t.bytes_down[i]),
                     "quality": None if np.isnan(t.quality[i]) else _r(t.quality[i], 4),
-                    "rank": self.ranking.index(i) + 1 if i in self.ranking else None,
-                    "excluded": _why_not(t, i, policy, budget_ok, live) or None,
+                    "rank": rank.get(i),
+                    "excluded": _why_not(t, i, policy, budget_ok, reachable) or None,
                 }
             )
         return out
@@ -66,32 +68,38 @@ class Decision:
 def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -> Decision:
     latency, usd, joules = table.predict(live)
     hard = _hard_ok(table, live, policy, budget_ok, usd)
-    if not hard.any():
+    n_hard = int(np.count_nonzero(hard))
+    if n_hard == 0:
         if not budget_ok and _hard_ok(table, live, policy, True, usd).any():
             raise BudgetExceeded(
                 "the budget is exhausted and only paid plans can serve this request "
                 "(no free plan meets its policy); retry after the budget period resets"
             )
         raise NoFeasiblePlan(_no_plan_message(table, live, policy, budget_ok))
-    weights = policy.weights or ObjectiveWeights()
+    weights = policy.weights or _DEFAULT_WEIGHTS
     score = weights.latency * latency + weights.usd * usd + weights.energy * joules
     late, poor = _soft_misses(table, latency, policy)
     feasible = hard & ~late & ~poor
-    if feasible.any():
-        order = np.argsort(np.where(feasible, score, np.inf), kind="stable")
-        ranking = [int(i) for i in order[: int(feasible.sum())]]
-        relaxed: list[str] = []
+    # One sort gives the whole fallback order: feasible plans by score, then the plans
+    # that only miss soft constraints, by how far they miss them and then by score.
+    if np.count_nonzero(feasible) == len(feasible):
+        key = score
     else:
-        miss = _violation(table, latency, policy)
-        order = np.lexsort((score, np.where(hard, miss, np.inf)))
-        ranking = [int(i) for i in order[: int(hard.sum())]]
+        missing = _SOFT_BAND + _violation(table, latency, policy) * _MISS_SCALE + score
+        key = np.where(feasible, score, np.where(hard, missing, np.inf))
+    ranking = np.argsort(key, kind="stable")[:n_hard].tolist()
+    relaxed: list[str] = []
+    if not feasible[ranking[0]]:
         best = ranking[0]
         relaxed = [name for name, m in (("max_latency_ms", late), ("min_quality", poor)) if m[best]]
-    # Fall back along feasible plans first, then any other reachable plan that obeys
-    # the hard constraints, so a failed tier never leaves a request unserved.
-    rest = np.argsort(np.where(hard, score, np.inf), kind="stable")[: int(hard.sum())]
-    ranking += [int(i) for i in rest if int(i) not in ranking]
     return Decision(table, ranking, latency, usd, joules, feasible, hard, relaxed)
+
+
+_DEFAULT_WEIGHTS = ObjectiveWeights()
+# Sort keys: scores are seconds-equivalents far below 1e6, so a plan that misses a soft
+# constraint (1e12 + shortfall x 1e6 + score) always sorts after every feasible one,
+# and among them by shortfall first.
+_SOFT_BAND, _MISS_SCALE = 1e12, 1e6
 
 
 def _hard_ok(
@@ -112,21 +120,20 @@ def _hard_ok(
 def _soft_misses(
     table: PlanTable, latency: np.ndarray, policy: Policy
 ) -> tuple[np.ndarray, np.ndarray]:
-    late = (
-        latency * 1e3 > policy.max_latency_ms
-        if policy.max_latency_ms is not None
-        else np.zeros(len(latency), bool)
-    )
+    none = np.zeros(len(latency), bool)
+    late = latency * 1e3 > policy.max_latency_ms if policy.max_latency_ms is not None else none
     if policy.min_quality is not None:
         # An unknown quality cannot be shown to meet a minimum.
         poor = ~(np.nan_to_num(table.quality, nan=-1.0) >= policy.min_quality)
     else:
-        poor = np.zeros(len(latency), bool)
+        poor = none
     return np.asarray(late), np.asarray(poor)
 
 
 def _violation(table: PlanTable, latency: np.ndarray, policy: Policy) -> np.ndarray:
     """How far each plan misses the soft constraints, as relative shortfalls."""
+    if policy.max_latency_ms is None and policy.min_quality is None:
+        return np.zeros(len(latency))
     miss = np.zeros(len(latency))
     if policy.max_latency_ms is not None:
         miss += np.maximum(0.0, latency * 1e3 / policy.max_latency_ms - 1.0)
@@ -136,11 +143,13 @@ def _violation(table: PlanTable, latency: np.ndarray, policy: Policy) -> np.ndar
     return miss
 
 
-def _why_not(table: PlanTable, i: int, policy: Policy, budget_ok: bool, live: LiveState) -> str:
+def _why_not(
+    table: PlanTable, i: int, policy: Policy, budget_ok: bool, reachable: np.ndarray
+) -> str:
     reasons = []
     if not table.profiled[i]:
         reasons.append("not profiled")
-    if not table.reachable(live)[i]:
+    if not reachable[i]:
         reasons.append("node or link down")
     if policy.privacy == "raw-stays-local" and (table.sends_raw[i] or table.sends_features[i]):
         reasons.append("privacy: raw-stays-local")
@@ -155,8 +164,9 @@ def _why_not(table: PlanTable, i: int, policy: Policy, budget_ok: bool, live: Li
 
 def _no_plan_message(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -> str:
     counts: dict[str, int] = {}
+    reachable = table.reachable(live)
     for i in range(len(table.plans)):
-        for reason in _why_not(table, i, policy, budget_ok, live).split("; "):
+        for reason in _why_not(table, i, policy, budget_ok, reachable).split("; "):
             if reason:
                 counts[reason] = counts.get(reason, 0) + 1
     summary = ", ".join(f"{reason} ({n} plans)" for reason, n in sorted(counts.items()))

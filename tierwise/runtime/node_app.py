@@ -33,6 +33,7 @@ from tierwise.codecs import wire
 from tierwise.codecs.registry import decode_message, get_codec
 from tierwise.config import ClusterSpec, NodeSpec
 from tierwise.errors import ImageDecodeError, InputError, NotFoundError, TierwiseError
+from tierwise.ledger.energy import RaplMeter
 from tierwise.models.base import ChatChunk, ChatModel, StagedModel, Usage
 from tierwise.models.registry import NodeModels
 from tierwise.runtime import openai_schema as oa
@@ -57,6 +58,7 @@ class NodeSettings:
     spec: ClusterSpec
     node: NodeSpec
     token: str | None
+    rapl: RaplMeter | None = None  # measures CPU package energy where the machine allows
 
 
 def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
@@ -71,7 +73,7 @@ def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
     ext = _ExtensionFields(node)
     app.include_router(_node_routes(settings, models, metrics))
     app.include_router(_chat_routes(models, metrics, ext))
-    app.include_router(_vision_routes(models, metrics, ext))
+    app.include_router(_vision_routes(models, metrics, ext, settings.rapl))
     return app
 
 
@@ -138,7 +140,9 @@ def _chat_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields
     return router
 
 
-def _vision_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields) -> APIRouter:
+def _vision_routes(
+    models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields, rapl: RaplMeter | None
+) -> APIRouter:
     router = APIRouter()
 
     @router.post("/v1/vision/classify")
@@ -173,6 +177,7 @@ def _vision_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFiel
         x = decode_message(wire.decode_tensor(raw))
         _check_stage_input(staged, start, x)
         started = time.perf_counter()
+        energy_start = rapl.read_uj() if rapl is not None else None
         out = await run_in_threadpool(staged.run_stages, x, start, end)
         compute_ms = (time.perf_counter() - started) * 1e3
         metrics.compute.labels(model=model).inc(compute_ms / 1e3)
@@ -181,6 +186,8 @@ def _vision_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFiel
         metrics.payload_bytes.labels(direction="in").inc(len(raw))
         metrics.payload_bytes.labels(direction="out").inc(len(payload))
         headers = {"X-Tierwise-Compute-Ms": f"{compute_ms:.3f}", "X-Tierwise-Node": ext.node.name}
+        if rapl is not None and energy_start is not None:
+            headers["X-Tierwise-Rapl-Joules"] = f"{rapl.joules_since(energy_start):.6f}"
         return Response(payload, media_type=wire.CONTENT_TYPE, headers=headers)
 
     return router

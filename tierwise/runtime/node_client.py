@@ -58,6 +58,7 @@ class PayloadReply:
     payload: bytes
     compute_ms: float
     transfer: Transfer
+    rapl_joules: float | None = None  # measured package energy, where the node has RAPL
 
 
 class NodeClient:
@@ -164,7 +165,10 @@ class NodeClient:
             headers={"Content-Type": wire.CONTENT_TYPE},
         )
         compute_ms = float(response.headers.get("X-Tierwise-Compute-Ms", "nan"))
-        return PayloadReply(response.content, compute_ms, transfer)
+        rapl = response.headers.get("X-Tierwise-Rapl-Joules")
+        return PayloadReply(
+            response.content, compute_ms, transfer, float(rapl) if rapl is not None else None
+        )
 
     async def probe(self, nbytes: int) -> Transfer:
         _, transfer = await self._call("POST", "/v1/probe", content=b"\0" * nbytes)
