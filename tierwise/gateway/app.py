@@ -31,8 +31,9 @@ from starlette.concurrency import run_in_threadpool
 import tierwise
 from tierwise.errors import InputError, NotFoundError
 from tierwise.gateway.keys import Caller, KeyRing
+from tierwise.gateway.recorder import Served
 from tierwise.gateway.request_options import RequestOptions, parse_options
-from tierwise.gateway.service import Gateway, Served
+from tierwise.gateway.service import Gateway
 from tierwise.runtime import openai_schema as oa
 from tierwise.runtime.http_common import BodyLimit, install_error_handlers
 
@@ -86,7 +87,9 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 
     @router.get("/v1/models")
     async def models(_: Authed) -> dict[str, Any]:
-        return oa.models_json(["auto", *gateway.chat_models(), *gateway.vision], owner="tierwise")
+        return oa.models_json(
+            ["auto", *gateway.chat.models(), *gateway.vision.models], owner="tierwise"
+        )
 
     @router.get("/metrics")
     async def metrics(_: Authed) -> Response:
@@ -101,7 +104,7 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 
     @router.get("/v1/plans")
     async def plans(_: Authed, model: str = Query("efficientnet-lite0")) -> dict[str, Any]:
-        return gateway.current_plans(model)
+        return gateway.vision.current_plans(model)
 
     return router
 
@@ -122,7 +125,7 @@ def _work_routes(gateway: Gateway) -> APIRouter:
         top_k: int = Query(5, ge=1, le=1000),
     ) -> JSONResponse:
         options = parse_options(_lower(request.headers))
-        served = await gateway.classify(who, await request.body(), model, top_k, options)
+        served = await gateway.vision.classify(who, await request.body(), model, top_k, options)
         return _json(served)
 
     @router.post("/v1/tasks", response_model=None)
@@ -138,7 +141,7 @@ async def _task(gateway: Gateway, who: Caller, request: Request, data: dict[str,
         job = ClassifyTask.model_validate(data)
         options = parse_options(_lower(request.headers), job.tierwise)
         image = _b64(job.image_base64)
-        return _json(await gateway.classify(who, image, job.model, job.top_k, options))
+        return _json(await gateway.vision.classify(who, image, job.model, job.top_k, options))
     if task == "chat":
         body = ChatRequest.model_validate({k: v for k, v in data.items() if k != "task"})
         return await _chat(
@@ -151,9 +154,9 @@ async def _chat(
     gateway: Gateway, who: Caller, body: ChatRequest, options: RequestOptions
 ) -> Response:
     if body.stream:
-        stream, headers = await gateway.chat_stream(who, body, options)
+        stream, headers = await gateway.chat.stream(who, body, options)
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
-    return _json(await gateway.chat(who, body, options))
+    return _json(await gateway.chat.complete(who, body, options))
 
 
 def _json(served: Served) -> JSONResponse:

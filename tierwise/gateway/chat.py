@@ -1,0 +1,251 @@
+"""Chat: placing an OpenAI chat request on a node that hosts a chat model.
+
+Prompts are counted with each model's own tokenizer (a vocab-only llama.cpp load) to
+predict costs; the node's own ``usage`` is what gets recorded. A streamed answer may fall
+back to another plan until its first token arrives, and is recorded when its last token
+is in, before the final usage chunk goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+
+from tierwise.config import EfficientNetLiteModel, LlamaCppModel
+from tierwise.errors import NotFoundError, TierwiseError, UpstreamError
+from tierwise.gateway.executor import Executed
+from tierwise.gateway.keys import Caller
+from tierwise.gateway.recorder import Pending, Served
+from tierwise.gateway.request_options import RequestOptions
+from tierwise.ledger.costing import Measured, cost_bound, plan_cost
+from tierwise.models.base import ChatChunk, ChatMessage, Usage
+from tierwise.placement.cost import PlanTable, build_chat_table
+from tierwise.placement.plans import Plan, chat_plans
+from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.node_client import ChatReply
+
+if TYPE_CHECKING:
+    from tierwise.gateway.service import Gateway
+
+Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
+
+
+class ChatService:
+    def __init__(self, core: Gateway) -> None:
+        self.core = core
+        self.tokenizers: dict[str, Any] = {}
+
+    def load_tokenizers(self) -> None:
+        from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
+
+        for name, spec in self.core.spec.models.items():
+            if isinstance(spec, LlamaCppModel):
+                path = resolve_gguf(spec.gguf)
+                self.tokenizers[name] = LlamaCppChat(name, path, spec.n_ctx, 1, 1, vocab_only=True)
+
+    def close(self) -> None:
+        for tokenizer in self.tokenizers.values():
+            tokenizer.close()
+
+    def models(self) -> list[str]:
+        spec = self.core.spec
+        hosted = {m for n in spec.nodes for m in n.models}
+        return [
+            name
+            for name, model in spec.models.items()
+            if name in hosted and not isinstance(model, EfficientNetLiteModel)
+        ]
+
+    # -- answering -----------------------------------------------------------------
+
+    async def complete(
+        self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
+    ) -> Served:
+        pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
+        try:
+            table, msgs, max_tokens, prompt_tokens = self._setup(body)
+            extra = _chat_params(body)
+
+            async def run_one(plan: Plan, _: float) -> tuple[ChatReply, Measured]:
+                assert plan.tail_node is not None
+                call = self.core.clients[plan.tail_node].chat(plan.model, msgs, max_tokens, **extra)
+                reply: ChatReply = await self.core.node_call(plan.tail_node, plan.link, call)
+                t = reply.transfer
+                return reply, self._measured(
+                    plan, reply.usage, reply.ext, t.bytes_up, t.bytes_down, t.seconds
+                )
+
+            bound = self._bound(prompt_tokens, max_tokens)
+            executed = await self.core.plan_and_run(pending, table, options, run_one, bound)
+        except TierwiseError as exc:
+            await self.core.recorder.failed(pending, exc)
+            raise
+        reply = executed.result
+        answer = oa.completion_json(
+            oa.new_completion_id(),
+            executed.plan.model,
+            reply.text,
+            reply.finish_reason,
+            reply.usage,
+            {},
+        )
+        return await self.core.recorder.served(pending, executed, answer)
+
+    async def stream(
+        self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
+    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
+        """Plan, open the stream (falling back until a first token arrives), then relay."""
+        pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
+        try:
+            table, msgs, max_tokens, prompt_tokens = self._setup(body)
+            extra = _chat_params(body)
+
+            async def open_stream(plan: Plan, _: float) -> tuple[Opened, Measured]:
+                assert plan.tail_node is not None
+                stream = self.core.clients[plan.tail_node].chat_stream(
+                    plan.model, msgs, max_tokens, **extra
+                )
+                first: ChatChunk = await self.core.node_call(
+                    plan.tail_node, plan.link, anext(stream)
+                )
+                return (stream, first), Measured()
+
+            bound = self._bound(prompt_tokens, max_tokens)
+            executed = await self.core.plan_and_run(pending, table, options, open_stream, bound)
+        except TierwiseError as exc:
+            await self.core.recorder.failed(pending, exc)
+            raise
+        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
+        return self._relay(pending, executed, body), headers
+
+    async def _relay(
+        self, pending: Pending, executed: Executed[Any], body: oa.ChatCompletionRequest
+    ) -> AsyncIterator[bytes]:
+        stream, chunk = executed.result
+        plan = executed.plan
+        cid, created = oa.new_completion_id(), int(time.time())
+        started = time.perf_counter() - (executed.measured.latency_s or 0.0)
+        yield _sse(
+            oa.chunk_json(cid, plan.model, {"role": "assistant", "content": ""}, None, created)
+        )
+        try:
+            while chunk.usage is None:
+                if chunk.text:
+                    yield _sse(
+                        oa.chunk_json(cid, plan.model, {"content": chunk.text}, None, created)
+                    )
+                chunk = await anext(stream)
+        except (UpstreamError, StopAsyncIteration) as exc:
+            await run_in_threadpool(self.core.ledger.settle, executed.reservation, 0.0)
+            await self.core.recorder.failed(pending, UpstreamError(f"the stream broke off: {exc}"))
+            yield _sse(
+                {"error": {"message": "the upstream stream broke off", "type": "server_error"}}
+            )
+            yield b"data: [DONE]\n\n"
+            return
+        meta = chunk.meta or {}
+        up, down = int(meta.get("bytes_up", 0)), int(meta.get("bytes_down", 0))
+        executed.measured = self._measured(
+            plan, chunk.usage, meta, up, down, time.perf_counter() - started
+        )
+        executed.usd, executed.joules = plan_cost(self.core.spec, plan, executed.measured)
+        served = await self.core.recorder.served(pending, executed, {})
+        yield _sse(oa.chunk_json(cid, plan.model, {}, chunk.finish_reason, created))
+        if body.wants_usage_in_stream:
+            ext = served.body["tierwise"]
+            yield _sse(oa.usage_chunk_json(cid, plan.model, chunk.usage, created, ext))
+        yield b"data: [DONE]\n\n"
+
+    # -- planning inputs -------------------------------------------------------------
+
+    def _setup(
+        self, body: oa.ChatCompletionRequest
+    ) -> tuple[PlanTable, list[dict[str, str]], int, dict[str, int]]:
+        known = self.models()
+        if body.model != "auto" and body.model not in known:
+            raise NotFoundError(
+                f"no chat model {body.model!r}; models: {['auto', *known]}", param="model"
+            )
+        models = known if body.model == "auto" else [body.model]
+        messages = body.to_messages()
+        prompt_tokens = {m: self._count_prompt(m, messages) for m in models}
+        max_tokens = body.max_completion_tokens or body.max_tokens or 256
+        plans = chat_plans(self.core.spec, models, self.core.gw.tier)
+        table = build_chat_table(
+            self.core.spec, plans, self.core.profiles, prompt_tokens, max_tokens
+        )
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        return table, msgs, max_tokens, prompt_tokens
+
+    def _count_prompt(self, model: str, messages: list[ChatMessage]) -> int:
+        tokenizer = self.tokenizers.get(model)
+        if tokenizer is not None:
+            return len(tokenizer.prompt_tokens(messages))
+        return sum(len(m.content) for m in messages) // 4 + 8  # remote: a rough prediction only
+
+    def _bound(
+        self, prompt_tokens: dict[str, int], max_tokens: int
+    ) -> Callable[[Plan, float], float]:
+        spec = self.core.spec
+
+        def bound(plan: Plan, timeout: float) -> float:
+            tin = prompt_tokens.get(plan.model, 0)
+            return cost_bound(
+                spec, plan, timeout, 8 * tin + 4096, 16 * max_tokens + 4096, tin, max_tokens
+            )
+
+        return bound
+
+    # -- what an answer teaches --------------------------------------------------------
+
+    def _measured(
+        self, plan: Plan, usage: Usage, ext: dict[str, Any], up: int, down: int, seconds: float
+    ) -> Measured:
+        assert plan.tail_node is not None
+        compute_s = float(ext.get("compute_ms", 0.0)) / 1e3
+        self.core.live.node_served(plan.tail_node, compute_s)
+        if plan.link is not None:
+            self.core.live.observe(plan.link, up + down, seconds, compute_s)
+        self._learn(plan, usage, compute_s)
+        remote = plan.link is not None
+        return Measured(
+            seconds,
+            up if remote else 0,
+            down if remote else 0,
+            0.0,
+            compute_s,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+
+    def _learn(self, plan: Plan, usage: Usage, compute_s: float) -> None:
+        profiles, node, model = self.core.profiles, plan.tail_node or "", plan.model
+        profiles.observe(node, model, "llm:completion_tokens", usage.completion_tokens)
+        prefill = profiles.get(node, model, "llm:prefill_tok_s")
+        overhead = (profiles.get(node, model, "llm:overhead_ms") or 0.0) / 1e3
+        if prefill and usage.completion_tokens > 4:
+            decode_s = compute_s - overhead - usage.prompt_tokens / prefill
+            if decode_s > 0:
+                profiles.observe(
+                    node, model, "llm:decode_tok_s", usage.completion_tokens / decode_s
+                )
+
+
+def _chat_params(body: oa.ChatCompletionRequest) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "seed"):
+        value = getattr(body, name)
+        if value is not None:
+            extra[name] = value
+    if body.stop:
+        extra["stop"] = body.stop
+    return extra
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj)}\n\n".encode()

@@ -1,0 +1,197 @@
+"""The end of every request: its ledger record, its metrics, and its ``tierwise`` fields.
+
+Every request that gets past authentication ends here exactly once: served (``ok``),
+refused by policy or budget (``rejected``), or failed on every plan (``error``). A
+served request's record is committed, settling its budget hold in the same
+transaction, before the response is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from tierwise.config import ClusterSpec, Policy
+from tierwise.errors import TierwiseError
+from tierwise.gateway.executor import Executed
+from tierwise.gateway.keys import Caller
+from tierwise.gateway.live import LiveView
+from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.ledger.store import Ledger, RequestRecord
+from tierwise.placement.cost import build_chat_table
+from tierwise.placement.planner import Decision
+from tierwise.placement.plans import Plan
+from tierwise.placement.profiles import Profiles
+
+
+@dataclass
+class Pending:
+    """A request in progress: what its record needs, gathered as it goes."""
+
+    id: str
+    created_at: float
+    caller: Caller
+    task: str
+    model: str
+    policy: Policy | None = None
+    decision: Decision | None = None
+    budget_ok: bool = True
+    explain: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Served:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class Recorder:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        ledger: Ledger,
+        profiles: Profiles,
+        live: LiveView,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.spec = spec
+        self.ledger = ledger
+        self.profiles = profiles
+        self.live = live
+        self.metrics = metrics
+
+    async def served(
+        self, pending: Pending, executed: Executed[Any], body: dict[str, Any]
+    ) -> Served:
+        """Record a served request and add its ``tierwise`` fields to ``body``."""
+        decision = pending.decision
+        assert decision is not None
+        i, plan, m = executed.index, executed.plan, executed.measured
+        offline = not plan.remote and self.live.offline()
+        ext = {
+            "request_id": pending.id,
+            "plan": plan.id,
+            "tiers": list(plan.tiers),
+            "offline": offline,
+            "relaxed": decision.relaxed,
+            "attempts": [a.__dict__ for a in executed.attempts],
+            "predicted": _predicted(decision, i),
+            "measured": {
+                "latency_ms": round(m.latency_s * 1e3, 3),
+                "usd": executed.usd,
+                "joules": round(executed.joules, 4),
+                "bytes_up": m.bytes_up,
+                "bytes_down": m.bytes_down,
+            },
+        }
+        record = _new(pending, plan.id, ",".join(plan.tiers), "ok")
+        record.tokens_in, record.tokens_out = m.tokens_in, m.tokens_out
+        record.bytes_up, record.bytes_down = m.bytes_up, m.bytes_down
+        record.latency_ms, record.usd, record.joules = (
+            m.latency_s * 1e3,
+            executed.usd,
+            executed.joules,
+        )
+        record.predicted_latency_ms = float(decision.latency[i] * 1e3)
+        record.predicted_usd = float(decision.usd[i])
+        record.predicted_joules = float(decision.joules[i])
+        record.cloud_usd = self._cloud_usd(decision, executed)
+        quality = decision.table.quality[i]
+        record.quality = None if np.isnan(quality) else float(quality)
+        record.offline, record.attempts = offline, len(executed.attempts)
+        record.explain = {
+            **pending.explain,
+            "relaxed": decision.relaxed,
+            "attempts": ext["attempts"],
+        }
+        await run_in_threadpool(self.ledger.record, record, executed.reservation, executed.usd)
+        self._count(record, plan)
+        return Served({**body, "tierwise": ext}, _headers(ext))
+
+    async def failed(self, pending: Pending, exc: TierwiseError) -> None:
+        status = "rejected" if exc.http_status < 500 else "error"
+        record = _new(pending, "-", "", status)
+        record.error = f"{exc.code}: {exc.message}"
+        record.offline = self.live.offline()
+        record.explain = {**pending.explain, "error": exc.message}
+        with contextlib.suppress(Exception):  # never mask the request's own error
+            await run_in_threadpool(self.ledger.record, record)
+        self.metrics.requests.labels(
+            task=pending.task, tier="-", model=pending.model, status=status
+        ).inc()
+
+    def _cloud_usd(self, decision: Decision, executed: Executed[Any]) -> float:
+        """What the same request would have cost all in the cloud (the cheapest cloud plan)."""
+        cloud = [i for i, p in enumerate(decision.table.plans) if p.tiers == ("cloud",)]
+        if not cloud:
+            return executed.usd
+        if executed.plan.task != "chat":
+            return float(min(decision.usd[i] for i in cloud))
+        # A chat answer's length is known now: price the cloud for exactly these tokens.
+        m = executed.measured
+        plans = [decision.table.plans[i] for i in cloud]
+        tokens = {p.model: m.tokens_in for p in plans}
+        table = build_chat_table(
+            self.spec, plans, self.profiles, tokens, m.tokens_out, exact_tokens=True
+        )
+        costs = [u for u, ok in zip(table.usd, table.profiled, strict=True) if ok]
+        return float(min(costs)) if costs else executed.usd
+
+    def _count(self, record: RequestRecord, plan: Plan) -> None:
+        tier, mm = plan.tiers[-1], self.metrics
+        mm.requests.labels(task=record.task, tier=tier, model=plan.model, status="ok").inc()
+        mm.latency.labels(task=record.task, tier=tier, model=plan.model).observe(
+            record.latency_ms / 1e3
+        )
+        mm.usd.labels(tier=tier, model=plan.model).inc(record.usd)
+        mm.joules.labels(tier=tier, model=plan.model).inc(record.joules)
+        mm.tokens.labels(tier=tier, model=plan.model, kind="in").inc(record.tokens_in)
+        mm.tokens.labels(tier=tier, model=plan.model, kind="out").inc(record.tokens_out)
+        mm.bytes.labels(direction="up").inc(record.bytes_up)
+        mm.bytes.labels(direction="down").inc(record.bytes_down)
+        mm.plans.labels(plan=plan.id).inc()
+
+
+def _new(pending: Pending, plan: str, tiers: str, status: str) -> RequestRecord:
+    return RequestRecord(
+        id=pending.id,
+        created_at=pending.created_at,
+        api_key=pending.caller.name,
+        task=pending.task,
+        model=pending.model,
+        plan=plan,
+        tiers=tiers,
+        status=status,
+    )
+
+
+def _predicted(decision: Decision, i: int) -> dict[str, Any]:
+    t = decision.table
+    return {
+        "latency_ms": round(float(decision.latency[i]) * 1e3, 3),
+        "usd": float(decision.usd[i]),
+        "joules": round(float(decision.joules[i]), 4),
+        "bytes_up": int(t.bytes_up[i]),
+        "bytes_down": int(t.bytes_down[i]),
+        "quality": None if np.isnan(t.quality[i]) else round(float(t.quality[i]), 4),
+    }
+
+
+def _headers(ext: dict[str, Any]) -> dict[str, str]:
+    m, p = ext["measured"], ext["predicted"]
+    cost = (
+        f"latency_ms={m['latency_ms']}; usd={m['usd']:.9f}; joules={m['joules']}; "
+        f"bytes_up={m['bytes_up']}; bytes_down={m['bytes_down']}; "
+        f"predicted_latency_ms={p['latency_ms']}; predicted_usd={p['usd']:.9f}"
+    )
+    return {
+        "X-Tierwise-Request-Id": ext["request_id"],
+        "X-Tierwise-Plan": ext["plan"],
+        "X-Tierwise-Tiers": ",".join(ext["tiers"]),
+        "X-Tierwise-Cost": cost,
+        "X-Tierwise-Offline": "true" if ext["offline"] else "false",
+    }

@@ -1,0 +1,195 @@
+"""Classifying a photo: the plans of a staged model, run through nodes and links."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from tierwise.codecs import wire
+from tierwise.codecs.registry import decode_message, get_codec
+from tierwise.config import EfficientNetLiteModel
+from tierwise.errors import NotFoundError, TierwiseError, UpstreamError
+from tierwise.gateway.keys import Caller
+from tierwise.gateway.recorder import Pending, Served
+from tierwise.gateway.request_options import RequestOptions
+from tierwise.ledger.costing import Measured, cost_bound
+from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
+from tierwise.placement.cost import PlanTable, build_vision_table
+from tierwise.placement.planner import decide
+from tierwise.placement.plans import Plan, vision_plans
+from tierwise.placement.profiles import ANY_NODE, codec_metric
+from tierwise.runtime.node_app import decode_image
+from tierwise.runtime.node_client import PayloadReply
+
+if TYPE_CHECKING:
+    from tierwise.gateway.service import Gateway
+
+TABLE_REFRESH_S = 1.0
+
+
+@dataclass(frozen=True)
+class VisionModel:
+    name: str
+    n_stages: int
+    input_size: int
+    plans: list[Plan]
+
+
+class VisionService:
+    def __init__(self, core: Gateway) -> None:
+        self.core = core
+        self.models: dict[str, VisionModel] = {}
+        self._tables: dict[str, tuple[int, float, PlanTable]] = {}
+
+    async def discover(self) -> None:
+        """Learn each staged model's stages from a node that hosts it (the local one first)."""
+        spec, tier = self.core.spec, self.core.gw.tier
+        for name, model in spec.models.items():
+            if not isinstance(model, EfficientNetLiteModel):
+                continue
+            hosts = sorted(
+                (n for n in spec.nodes if name in n.models), key=lambda n: n.tier != tier
+            )
+            for node in hosts:
+                with contextlib.suppress(UpstreamError):
+                    info = await self.core.clients[node.name].info()
+                    entry = next(m for m in info["models"] if m["name"] == name)
+                    n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
+                    self.models[name] = VisionModel(
+                        name, n, size, vision_plans(spec, name, n, tier)
+                    )
+                    break
+
+    async def classify(
+        self, caller: Caller, image_bytes: bytes, model: str, top_k: int, options: RequestOptions
+    ) -> Served:
+        pending = Pending(uuid.uuid4().hex, time.time(), caller, "classify", model)
+        try:
+            vm = self._model(model)
+            x = preprocess_image(decode_image(image_bytes), vm.input_size)
+            executed = await self.core.plan_and_run(
+                pending, self.table(vm), options, lambda plan, _: self._run(plan, x), self._bound
+            )
+        except TierwiseError as exc:
+            await self.core.recorder.failed(pending, exc)
+            raise
+        logits = np.asarray(executed.result).reshape(-1)
+        body = {"model": model, "predictions": _top_k(logits, top_k)}
+        return await self.core.recorder.served(pending, executed, body)
+
+    def table(self, vm: VisionModel) -> PlanTable:
+        """The model's plan table, rebuilt at most once a second as profiles learn."""
+        profiles, now = self.core.profiles, time.monotonic()
+        cached = self._tables.get(vm.name)
+        if cached is not None:
+            version, built, table = cached
+            if version == profiles.version or now - built < TABLE_REFRESH_S:
+                return table
+        table = build_vision_table(self.core.spec, vm.plans, profiles)
+        self._tables[vm.name] = (profiles.version, now, table)
+        return table
+
+    def current_plans(self, model: str) -> dict[str, Any]:
+        """Every plan of a vision model as the planner sees it now (default policy)."""
+        table = self.table(self._model(model))
+        live = self.core.live.state(table)
+        policy = self.core.gw.policy
+        decision = decide(table, live, policy, budget_ok=True)
+        links = {
+            name: {"bandwidth": est.bandwidth, "rtt": est.rtt, "up": est.is_up()}
+            for name, est in self.core.live.links.items()
+        }
+        return {"model": model, "links": links, "plans": decision.explain(policy, True, live)}
+
+    def _model(self, name: str) -> VisionModel:
+        vm = self.models.get(name)
+        if vm is None:
+            raise NotFoundError(
+                f"no vision model {name!r}; models: {sorted(self.models)}", param="model"
+            )
+        return vm
+
+    async def _run(self, plan: Plan, x: np.ndarray) -> tuple[np.ndarray, Measured]:
+        """Head stages on the local node (if any), then the codec, then the tail remotely."""
+        m = Measured()
+        n, model = plan.n_stages, plan.model
+        if plan.split == n:
+            assert plan.head_node is not None
+            reply = await self._stage_call(plan.head_node, model, wire.encode_tensor(x), 0, n, None)
+            m.head_compute_s = reply.compute_ms / 1e3
+            m.measured_compute_joules = reply.rapl_joules
+            return _logits(reply), m
+        assert plan.tail_node is not None and plan.codec is not None
+        head_joules: float | None = 0.0  # no head stage: nothing to measure there
+        if plan.split == 0:
+            payload = await run_in_threadpool(get_codec(plan.codec).to_wire, x)
+        else:
+            assert plan.head_node is not None
+            head = await self._stage_call(
+                plan.head_node, model, wire.encode_tensor(x), 0, plan.split, None, plan.codec
+            )
+            m.head_compute_s, payload, head_joules = (
+                head.compute_ms / 1e3,
+                head.payload,
+                head.rapl_joules,
+            )
+        metric = codec_metric(plan.codec, plan.split, "bytes")
+        self.core.profiles.observe(ANY_NODE, model, metric, len(payload))
+        reply = await self._stage_call(plan.tail_node, model, payload, plan.split, n, plan.link)
+        m.tail_compute_s = reply.compute_ms / 1e3
+        if head_joules is not None and reply.rapl_joules is not None:
+            m.measured_compute_joules = head_joules + reply.rapl_joules
+        m.bytes_up, m.bytes_down = reply.transfer.bytes_up, reply.transfer.bytes_down
+        return _logits(reply), m
+
+    async def _stage_call(
+        self,
+        node: str,
+        model: str,
+        payload: bytes,
+        start: int,
+        end: int,
+        link: str | None,
+        out_codec: str = "raw",
+    ) -> PayloadReply:
+        """One stage call; what it measured teaches the node's profile and the link."""
+        core = self.core
+        call = core.clients[node].run_payload(model, payload, start, end, out_codec)
+        reply: PayloadReply = await core.node_call(node, link, call)
+        compute_s = reply.compute_ms / 1e3
+        core.live.node_served(node, compute_s)
+        core.profiles.observe_stages(node, model, start, end, reply.compute_ms)
+        if link is not None:
+            t = reply.transfer
+            core.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, compute_s)
+        return reply
+
+    def _bound(self, plan: Plan, timeout: float) -> float:
+        profiles = self.core.profiles
+        out = profiles.get(ANY_NODE, plan.model, "out:bytes") or 8192
+        sent = 0.0
+        if plan.codec is not None:
+            metric = codec_metric(plan.codec, plan.split, "bytes")
+            sent = profiles.get(ANY_NODE, plan.model, metric) or 0.0
+        return cost_bound(self.core.spec, plan, timeout, int(2 * sent + 4096), int(2 * out + 4096))
+
+
+def _logits(reply: PayloadReply) -> np.ndarray:
+    return decode_message(wire.decode_tensor(reply.payload))
+
+
+def _top_k(logits: np.ndarray, k: int) -> list[dict[str, Any]]:
+    row = logits.astype(np.float64)
+    probs = np.exp(row - row.max())
+    probs /= probs.sum()
+    names = imagenet_labels()
+    return [
+        {"label": names[i], "index": int(i), "probability": float(probs[i])}
+        for i in np.argsort(-probs)[:k]
+    ]
