@@ -8,7 +8,6 @@ is in, before the final usage chunk goes out.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -130,23 +129,23 @@ class ChatService:
         plan = executed.plan
         cid, created = oa.new_completion_id(), int(time.time())
         started = time.perf_counter() - (executed.measured.latency_s or 0.0)
-        yield _sse(
+        yield oa.sse(
             oa.chunk_json(cid, plan.model, {"role": "assistant", "content": ""}, None, created)
         )
         try:
             while chunk.usage is None:
                 if chunk.text:
-                    yield _sse(
+                    yield oa.sse(
                         oa.chunk_json(cid, plan.model, {"content": chunk.text}, None, created)
                     )
                 chunk = await anext(stream)
         except (UpstreamError, StopAsyncIteration) as exc:
             await run_in_threadpool(self.core.ledger.settle, executed.reservation, 0.0)
             await self.core.recorder.failed(pending, UpstreamError(f"the stream broke off: {exc}"))
-            yield _sse(
+            yield oa.sse(
                 {"error": {"message": "the upstream stream broke off", "type": "server_error"}}
             )
-            yield b"data: [DONE]\n\n"
+            yield oa.SSE_DONE
             return
         meta = chunk.meta or {}
         up, down = int(meta.get("bytes_up", 0)), int(meta.get("bytes_down", 0))
@@ -155,11 +154,11 @@ class ChatService:
         )
         executed.usd, executed.joules = plan_cost(self.core.spec, plan, executed.measured)
         served = await self.core.recorder.served(pending, executed, {})
-        yield _sse(oa.chunk_json(cid, plan.model, {}, chunk.finish_reason, created))
+        yield oa.sse(oa.chunk_json(cid, plan.model, {}, chunk.finish_reason, created))
         if body.wants_usage_in_stream:
             ext = served.body["tierwise"]
-            yield _sse(oa.usage_chunk_json(cid, plan.model, chunk.usage, created, ext))
-        yield b"data: [DONE]\n\n"
+            yield oa.sse(oa.usage_chunk_json(cid, plan.model, chunk.usage, created, ext))
+        yield oa.SSE_DONE
 
     # -- planning inputs -------------------------------------------------------------
 
@@ -245,7 +244,3 @@ def _chat_params(body: oa.ChatCompletionRequest) -> dict[str, Any]:
     if body.stop:
         extra["stop"] = body.stop
     return extra
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()

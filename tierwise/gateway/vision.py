@@ -19,6 +19,7 @@ from tierwise.gateway.keys import Caller
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.ledger.costing import Measured, cost_bound
+from tierwise.models.base import top_k
 from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
 from tierwise.placement.cost import PlanTable, build_vision_table
 from tierwise.placement.planner import decide
@@ -185,11 +186,4 @@ def _logits(reply: PayloadReply) -> np.ndarray:
 
 
 def _top_k(logits: np.ndarray, k: int) -> list[dict[str, Any]]:
-    row = logits.astype(np.float64)
-    probs = np.exp(row - row.max())
-    probs /= probs.sum()
-    names = imagenet_labels()
-    return [
-        {"label": names[i], "index": int(i), "probability": float(probs[i])}
-        for i in np.argsort(-probs)[:k]
-    ]
+    return [p.__dict__ for p in top_k(logits, imagenet_labels(), k)]

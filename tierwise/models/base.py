@@ -106,6 +106,14 @@ class Prediction:
     probability: float
 
 
+def top_k(logits: np.ndarray, labels: list[str], k: int = 5) -> list[Prediction]:
+    """The ``k`` likeliest classes of one row of logits, with softmax probabilities."""
+    row = logits.reshape(-1).astype(np.float64)
+    probs = np.exp(row - row.max())
+    probs /= probs.sum()
+    return [Prediction(labels[i], int(i), float(probs[i])) for i in np.argsort(-probs)[:k]]
+
+
 class StagedModel(ABC):
     """A model cut into a chain of stages. Split point k puts stages [0, k) on one node
     and [k, n) on the next. Implement :meth:`run_stages`; the rest drives it."""
@@ -133,12 +141,7 @@ class StagedModel(ABC):
         return self.run_stages(x, 0, len(self.stages))
 
     def top_k(self, logits: np.ndarray, k: int = 5) -> list[Prediction]:
-        row = logits.reshape(-1).astype(np.float64)
-        probs = np.exp(row - row.max())
-        probs /= probs.sum()
-        names = self.labels()
-        order = np.argsort(-probs)[:k]
-        return [Prediction(names[i], int(i), float(probs[i])) for i in order]
+        return top_k(logits, self.labels(), k)
 
     def close(self) -> None:
         """Release the model's resources. Safe to call twice."""

@@ -16,7 +16,6 @@ Endpoints (all but /healthz need the cluster's bearer token):
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -314,26 +313,25 @@ async def _sse(
 ) -> AsyncIterator[bytes]:
     cid, created = oa.new_completion_id(), int(time.time())
 
-    def event(obj: dict[str, Any]) -> bytes:
-        return f"data: {json.dumps(obj)}\n\n".encode()
-
-    yield event(oa.chunk_json(cid, body.model, {"role": "assistant", "content": ""}, None, created))
+    yield oa.sse(
+        oa.chunk_json(cid, body.model, {"role": "assistant", "content": ""}, None, created)
+    )
     chunk = first
     try:
         while chunk is not None:
             if chunk.text:
-                yield event(oa.chunk_json(cid, body.model, {"content": chunk.text}, None, created))
+                yield oa.sse(oa.chunk_json(cid, body.model, {"content": chunk.text}, None, created))
             if chunk.finish_reason is not None and chunk.usage is not None:
                 compute_ms = (time.perf_counter() - started) * 1e3
                 _count_tokens(metrics, body.model, chunk.usage, compute_ms)
-                yield event(oa.chunk_json(cid, body.model, {}, chunk.finish_reason, created))
+                yield oa.sse(oa.chunk_json(cid, body.model, {}, chunk.finish_reason, created))
                 if body.wants_usage_in_stream:
-                    yield event(
+                    yield oa.sse(
                         oa.usage_chunk_json(cid, body.model, chunk.usage, created, ext(compute_ms))
                     )
             chunk = await stream.next()
     except TierwiseError as exc:
-        yield event(error_body(exc.http_status, exc.message, exc.code, exc.param))
+        yield oa.sse(error_body(exc.http_status, exc.message, exc.code, exc.param))
     finally:
         await stream.aclose()
-    yield b"data: [DONE]\n\n"
+    yield oa.SSE_DONE

@@ -6,6 +6,7 @@ Responses carry a ``tierwise`` extension object, which OpenAI clients pass throu
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -142,6 +143,14 @@ def usage_chunk_json(
         "usage": usage_json(usage),
         "tierwise": ext,
     }
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    """One server-sent event carrying a JSON object."""
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
+SSE_DONE = b"data: [DONE]\n\n"
 
 
 def models_json(names: list[str], owner: str) -> dict[str, Any]:
