@@ -126,10 +126,10 @@ class Executor:
         culprit = getattr(exc, "node", None) or plan.tail_node or plan.head_node
         if culprit is not None and (isinstance(exc, TimeoutError) or _is_node_fault(exc)):
             self.live.node_failed(culprit)
-        across = plan.link is not None and culprit != plan.head_node
-        if across and getattr(exc, "status", 0) is None:
+        silent = getattr(exc, "status", 0) is None
+        if plan.link is not None and culprit != plan.head_node and silent:
             # No answer at all from across the link: the link itself may be down.
-            self.live.links[plan.link].failure()  # type: ignore[index]
+            self.live.links[plan.link].failure()
         if isinstance(exc, TimeoutError):
             # The far node may have computed the whole time: charge the full hold.
             return Attempt(plan.id, "timeout", f"no answer within {seconds:.1f} s", seconds, bound)
