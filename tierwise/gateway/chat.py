@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
     from tierwise.gateway.service import Gateway
 
 Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What to ask a chat node: the messages and the request's sampling options."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    extra: dict[str, Any]
 
 
 class ChatService:
@@ -65,26 +75,8 @@ class ChatService:
     async def complete(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> Served:
-        pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
-        try:
-            table, msgs, max_tokens, prompt_tokens = self._setup(body)
-            extra = _chat_params(body)
-
-            async def run_one(plan: Plan, _: float) -> tuple[ChatReply, Measured]:
-                assert plan.tail_node is not None
-                call = self.core.clients[plan.tail_node].chat(plan.model, msgs, max_tokens, **extra)
-                reply: ChatReply = await self.core.node_call(plan.tail_node, plan.link, call)
-                t = reply.transfer
-                return reply, self._measured(
-                    plan, reply.usage, reply.ext, t.bytes_up, t.bytes_down, t.seconds
-                )
-
-            bound = self._bound(prompt_tokens, max_tokens)
-            executed = await self.core.plan_and_run(pending, table, options, run_one, bound)
-        except TierwiseError as exc:
-            await self.core.recorder.failed(pending, exc)
-            raise
-        reply = executed.result
+        pending, executed = await self._execute(caller, body, options, self._answer)
+        reply: ChatReply = executed.result
         answer = oa.completion_json(
             oa.new_completion_id(),
             executed.plan.model,
@@ -99,28 +91,46 @@ class ChatService:
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Plan, open the stream (falling back until a first token arrives), then relay."""
+        pending, executed = await self._execute(caller, body, options, self._open)
+        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
+        return self._relay(pending, executed, body), headers
+
+    async def _execute(
+        self,
+        caller: Caller,
+        body: oa.ChatCompletionRequest,
+        options: RequestOptions,
+        attempt: Callable[[Plan, str, _Ask], Awaitable[tuple[Any, Measured]]],
+    ) -> tuple[Pending, Executed[Any]]:
+        """What answering and streaming share: plan, try plans in turn, record failures."""
         pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
         try:
             table, msgs, max_tokens, prompt_tokens = self._setup(body)
-            extra = _chat_params(body)
+            ask = _Ask(msgs, max_tokens, _chat_params(body))
 
-            async def open_stream(plan: Plan, _: float) -> tuple[Opened, Measured]:
+            async def run_one(plan: Plan, _: float) -> tuple[Any, Measured]:
                 assert plan.tail_node is not None
-                stream = self.core.clients[plan.tail_node].chat_stream(
-                    plan.model, msgs, max_tokens, **extra
-                )
-                first: ChatChunk = await self.core.node_call(
-                    plan.tail_node, plan.link, anext(stream)
-                )
-                return (stream, first), Measured()
+                return await attempt(plan, plan.tail_node, ask)
 
             bound = self._bound(prompt_tokens, max_tokens)
-            executed = await self.core.plan_and_run(pending, table, options, open_stream, bound)
+            executed = await self.core.plan_and_run(pending, table, options, run_one, bound)
         except TierwiseError as exc:
             await self.core.recorder.failed(pending, exc)
             raise
-        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
-        return self._relay(pending, executed, body), headers
+        return pending, executed
+
+    async def _answer(self, plan: Plan, node: str, ask: _Ask) -> tuple[ChatReply, Measured]:
+        call = self.core.clients[node].chat(plan.model, ask.messages, ask.max_tokens, **ask.extra)
+        reply: ChatReply = await self.core.node_call(node, plan.link, call)
+        t = reply.transfer
+        measured = self._measured(plan, reply.usage, reply.ext, t.bytes_up, t.bytes_down, t.seconds)
+        return reply, measured
+
+    async def _open(self, plan: Plan, node: str, ask: _Ask) -> tuple[Opened, Measured]:
+        client = self.core.clients[node]
+        stream = client.chat_stream(plan.model, ask.messages, ask.max_tokens, **ask.extra)
+        first: ChatChunk = await self.core.node_call(node, plan.link, anext(stream))
+        return (stream, first), Measured()
 
     async def _relay(
         self, pending: Pending, executed: Executed[Any], body: oa.ChatCompletionRequest
