@@ -14,6 +14,8 @@ from tierwise.ledger.energy import compute_joules, radio_joules
 from tierwise.ledger.prices import compute_usd, egress_usd, token_usd
 from tierwise.placement.plans import Plan
 
+USD_DIGITS = 9
+
 
 @dataclass
 class Measured:
@@ -45,7 +47,9 @@ def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]
     if plan.link is not None:
         joules += radio_joules(spec.energy, spec.link(plan.link).medium, m.bytes_up, m.bytes_down)
     usd += token_usd(spec.prices, plan.model, m.tokens_in, m.tokens_out)
-    return usd, joules
+    # Money is counted in whole nano-dollars everywhere (budgets are integers of them),
+    # so a response, its record and the budget it was charged to always agree.
+    return round(usd, USD_DIGITS), joules
 
 
 def cost_bound(
