@@ -1,0 +1,264 @@
+"""The learned router: data loading, curve arithmetic, policies, training and storage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tierwise.cli import app
+from tierwise.errors import InputError
+from tierwise.routing import curves
+from tierwise.routing.cascade import answer_key
+from tierwise.routing.dataset import load_csv
+from tierwise.routing.features import StaticMiniLMEncoder, Template
+from tierwise.routing.policy import RoutePolicy, choose
+from tierwise.routing.router import Router
+
+SHARED = Path(os.environ.get("TIERWISE_DATA") or Path(__file__).parents[2] / "shared" / "data")
+MATH = [f"What is {a} times {b}? Show the working." for a in range(13, 33) for b in (7, 19)]
+POEMS = [
+    f"Write a short poem about the {w}."
+    for w in (
+        "sea",
+        "moon",
+        "forest",
+        "rain",
+        "city",
+        "winter",
+        "summer",
+        "river",
+        "mountain",
+        "desert",
+        "garden",
+        "night",
+        "morning",
+        "wind",
+        "snow",
+        "island",
+        "harbour",
+        "meadow",
+        "storm",
+        "sky",
+        "lake",
+        "valley",
+        "autumn",
+        "spring",
+        "bridge",
+        "train",
+        "lighthouse",
+        "orchard",
+        "cliff",
+        "village",
+        "market",
+        "candle",
+        "clock",
+        "library",
+        "kitchen",
+        "window",
+        "road",
+        "field",
+        "cloud",
+        "star",
+    )
+]
+
+
+def write_csv(
+    path: Path, prompts: list[str], correct: dict[str, list[str]], cost: dict[str, float]
+) -> Path:
+    models = list(correct)
+    with path.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(
+            [
+                "sample_id",
+                "prompt",
+                *models,
+                *(f"{m}|model_response" for m in models),
+                *(f"{m}|total_cost" for m in models),
+            ]
+        )
+        for i, prompt in enumerate(prompts):
+            w.writerow(
+                [
+                    f"s{i}",
+                    repr([prompt]),
+                    *(correct[m][i] for m in models),
+                    *(repr(["A"]) for _ in models),
+                    *(cost[m] for m in models),
+                ]
+            )
+    return path
+
+
+def synthetic(path: Path) -> Path:
+    """A cheap model that writes poems but cannot multiply; a dear one that does both."""
+    rng = np.random.default_rng(1)
+    prompts = MATH + POEMS
+    small = ["0"] * len(MATH) + [str(int(rng.random() < 0.95)) for _ in POEMS]
+    big = [str(int(rng.random() < 0.95)) for _ in prompts]
+    return write_csv(path, prompts, {"small": small, "big": big}, {"small": 1e-4, "big": 1e-3})
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def test_load_csv_finds_models_and_reads_list_prompts(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "t.csv",
+        ["hello", "bye"],
+        {"a": ["1", ""], "b": ["0", "1"]},
+        {"a": 0.5, "b": 1.0},
+    )
+    data = load_csv(path)
+    assert data.models == ["a", "b"]
+    assert data.prompts == ["hello", "bye"]
+    assert np.isnan(data.correct[1, 0]) and data.correct[1, 1] == 1.0
+    assert data.cost.tolist() == [[0.5, 1.0], [0.5, 1.0]]
+
+
+def test_load_csv_names_the_missing_cost_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,m1\nhi,1\n")
+    with pytest.raises(InputError, match=r"m1\|total_cost"):
+        load_csv(path)
+
+
+def test_load_csv_names_row_and_column_of_a_bad_number(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,m1,m1|total_cost\nhi,yes,0.1\n")
+    with pytest.raises(InputError, match=r":2 column 'm1'.*'yes'"):
+        load_csv(path)
+
+
+def test_template_cuts_the_shared_few_shot_prefix_and_suffix() -> None:
+    shots = "Q: 1+1?\nA: 2\n\nQ: 2+2?\nA: 4\n\n"
+    tail = "\nAnswer with one letter only.\nAnswer:"
+    prompts = [f"{shots}Q: {q}{tail}" for q in ("Why is the sky blue?", "What is a cell?")]
+    template = Template.learn(prompts)
+    assert [template.strip(p) for p in prompts] == ["Q: Why is the sky blue?", "Q: What is a cell?"]
+    assert template.strip("unrelated") == "unrelated"
+
+
+# -- curves and policies ----------------------------------------------------------------------
+
+
+def test_upper_hull_drops_dominated_and_concave_points() -> None:
+    hull = curves.upper_hull([(1, 0.5), (2, 0.55), (3, 0.9), (4, 0.85), (5, 0.95)])
+    assert hull == [(1, 0.5), (3, 0.9), (5, 0.95)]
+    assert curves.accuracy_at(hull, 2) == pytest.approx(0.7)
+    assert curves.cost_to_reach(hull, 0.7) == pytest.approx(2.0)
+    assert curves.cost_to_reach(hull, 0.99) == float("inf")
+    assert np.isnan(curves.accuracy_at(hull, 0.5))
+
+
+def test_aiq_is_the_mean_accuracy_over_the_cost_range() -> None:
+    assert curves.aiq([(0.0, 0.8), (1.0, 0.8)], 0.0, 1.0) == pytest.approx(0.8)
+    assert curves.aiq([(0.0, 0.0), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.5)
+
+
+def test_oracle_sends_each_prompt_to_its_cheapest_right_model() -> None:
+    correct = np.array([[1, 1], [0, 1], [0, 0]], float)
+    cost = np.array([[1, 10], [1, 10], [1, 10]], float)
+    assert curves.oracle_point(correct, cost) == (pytest.approx(4.0), pytest.approx(2 / 3))
+
+
+def test_policy_min_quality_max_usd_and_weight() -> None:
+    p, usd = np.array([0.6, 0.85, 0.95]), np.array([0.1, 1.0, 10.0])
+    assert choose(p, usd, RoutePolicy(min_quality=0.8)) == 1
+    assert choose(p, usd, RoutePolicy(min_quality=0.99)) == 2  # none reaches it: best predicted
+    assert choose(p, usd, RoutePolicy(max_usd=0.5)) == 0
+    assert choose(p, usd, RoutePolicy(usd_per_point=1e3)) == 2
+    assert choose(p, usd, RoutePolicy(usd_per_point=1e-3)) == 0
+
+
+def test_answer_key_matches_choices_however_written() -> None:
+    assert answer_key("B\n") == answer_key("(b) because") == answer_key(" B. 7") == "B"
+    assert answer_key("Because of gravity") == "because of gravity"
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder() -> StaticMiniLMEncoder:
+    return StaticMiniLMEncoder()
+
+
+def test_router_learns_which_prompts_the_cheap_model_gets_right(
+    tmp_path: Path, encoder: StaticMiniLMEncoder
+) -> None:
+    data = load_csv(synthetic(tmp_path / "train.csv"))
+    router = Router.train(data, encoder)
+    assert router.learner.kind != "prior", [(s.kind, s.aiq) for s in router.cv]
+    want = RoutePolicy(min_quality=0.8)
+    unseen_math = [
+        "What is 47 times 23? Show the working.",
+        "What is 58 times 9? Show the working.",
+    ]
+    unseen_poems = ["Write a short poem about the ocean.", "Write a short poem about the dawn."]
+    assert [router.decide(q, want).model for q in unseen_math] == ["big", "big"]
+    assert [router.decide(q, want).model for q in unseen_poems] == ["small", "small"]
+
+
+def test_router_round_trips_through_a_file_without_pickle(
+    tmp_path: Path, encoder: StaticMiniLMEncoder
+) -> None:
+    data = load_csv(synthetic(tmp_path / "train.csv"))
+    router = Router.train(
+        data, encoder, candidates=[("mlp", {"l2": 0.01, "hidden": 16, "epochs": 50})]
+    )
+    router.save(tmp_path / "r.npz")
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+    assert meta["format"] == "tierwise-router/1" and meta["learner"]["kind"] == "mlp"
+    again = Router.load(tmp_path / "r.npz")
+    again._encoder = encoder
+    np.testing.assert_allclose(again.predict(POEMS[:3]), router.predict(POEMS[:3]), rtol=1e-5)
+
+
+def test_cli_router_train_and_route(tmp_path: Path) -> None:
+    runner = CliRunner()
+    csv_path = synthetic(tmp_path / "train.csv")
+    out = tmp_path / "router.npz"
+    result = runner.invoke(app, ["router", "train", "--data", str(csv_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output and out.is_file()
+    result = runner.invoke(
+        app, ["router", "route", "What is 3 times 4?", "--router", str(out), "--min-quality", "0.8"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "route: big" in result.output
+
+
+def test_cli_router_train_names_a_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["router", "train", "--data", str(tmp_path / "no.csv")])
+    assert result.exit_code == 1
+    assert "does not exist" in " ".join(result.output.split())
+
+
+@pytest.mark.shared_data
+def test_routing_bench_on_the_shared_routerbench_tasks(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from tierwise.bench.routing import run_routing_bench
+
+    folder = SHARED / "routerbench"
+    assert folder.is_dir(), f"no RouterBench samples at {folder}; set TIERWISE_DATA"
+    data = run_routing_bench(
+        folder,
+        Console(file=open(os.devnull, "w")),
+        tmp_path,  # noqa: SIM115
+        encoders=["minilm-static"],
+    )
+    assert set(data["tasks"]) == {"arc_challenge", "mbpp"}
+    for task in data["tasks"].values():
+        assert task["decision_latency_ms"]["router"]["p50"] <= 5.0
+        assert task["summary"]["reference"] == "gpt-4-1106-preview"
+    assert (tmp_path / "routing.png").stat().st_size > 10_000

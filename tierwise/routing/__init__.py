@@ -1,0 +1,1 @@
+"""LLM routing: which model should answer each prompt (see docs/routing.md)."""
