@@ -95,8 +95,10 @@ def test_two_hundred_concurrent_paid_requests_never_overspend(faults: LocalClust
     day, _ = periods(time.time())
     spent, held = ledger.usage(BudgetScope("key:tight", day, BUDGET_USD))
     ledger.close()
-    print(f"200 concurrent: {statuses.count(200)} served, {statuses.count(429)} refused, "
-          f"spent ${spent:.6f} of ${BUDGET_USD}")
+    print(
+        f"200 concurrent: {statuses.count(200)} served, {statuses.count(429)} refused, "
+        f"spent ${spent:.6f} of ${BUDGET_USD}"
+    )
     assert len(rows) == 200  # every request left exactly one record
     served = [r for r in rows if r["status"] == "ok"]
     assert len(served) == statuses.count(200)

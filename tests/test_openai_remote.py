@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import RunningCluster
+from tests.fake_openai import SSEHandler, delta, usage
 from tierwise.config import parse_spec
 from tierwise.errors import UpstreamError
 from tierwise.models.base import ChatMessage, ChatParams
@@ -20,7 +21,7 @@ from tierwise.models.openai_remote import OpenAIRemoteChat
 from tierwise.runtime.launcher import LocalCluster
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(SSEHandler):
     """Records each request and answers with a fixed two-chunk SSE stream."""
 
     requests: ClassVar[list[dict[str, Any]]] = []
@@ -31,20 +32,10 @@ class _Recorder(BaseHTTPRequestHandler):
         self.requests.append(
             {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
         )
-        events = [
-            {"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]},
-            {"choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
-        ]
+        events = [delta("Hel"), delta("lo", "stop")]
         if self.reply_usage:
-            events.append({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 2}})
-        payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        self.wfile.write(payload.encode())
-
-    def log_message(self, *args: object) -> None:
-        pass
+            events.append(usage(11, 2))
+        self.send_sse(events)
 
 
 @pytest.fixture

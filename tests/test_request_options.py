@@ -38,7 +38,8 @@ def test_body_overrides_header() -> None:
     [
         (
             "privacy=everyone",
-            r"privacy: Input should be 'raw-stays-local', 'features-may-leave' or 'any'",
+            r"privacy: Input should be 'raw-stays-local', 'pii-stays-local', 'redact', "
+            r"'features-may-leave' or 'any'",
         ),
         ("max_latency_ms=-5", r"max_latency_ms: Input should be greater than 0"),
         ("max_latency_ms", r"expected key=value"),

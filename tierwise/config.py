@@ -26,7 +26,12 @@ from tierwise.units import parse_duration, parse_rate, parse_size
 Tier = Literal["device", "edge", "cloud"]
 TIERS: tuple[Tier, ...] = ("device", "edge", "cloud")
 Medium = Literal["wifi", "lte", "ethernet"]
-Privacy = Literal["raw-stays-local", "features-may-leave", "any"]
+# raw-stays-local: nothing raw leaves the device. pii-stays-local: a prompt with personal
+# data stays, others may leave. redact: personal data is masked before a prompt leaves
+# and restored in the answer. Inputs that cannot be checked or masked (photos) are
+# treated as raw-stays-local under the last two.
+Privacy = Literal["raw-stays-local", "pii-stays-local", "redact", "features-may-leave", "any"]
+LOCAL_ONLY: frozenset[str] = frozenset({"raw-stays-local", "pii-stays-local", "redact"})
 
 Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]

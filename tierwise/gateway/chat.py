@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from tierwise.config import EfficientNetLiteModel, LlamaCppModel
+from tierwise.config import EfficientNetLiteModel, LlamaCppModel, Policy
 from tierwise.errors import NotFoundError, TierwiseError, UpstreamError
 from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
@@ -26,6 +26,7 @@ from tierwise.ledger.costing import Measured, cost_bound, plan_cost
 from tierwise.models.base import ChatChunk, ChatMessage, Usage
 from tierwise.placement.cost import PlanTable, build_chat_table
 from tierwise.placement.plans import Plan, chat_plans
+from tierwise.privacy.pii import Redactor, find_pii, kinds
 from tierwise.runtime import openai_schema as oa
 from tierwise.runtime.node_client import ChatReply
 
@@ -42,6 +43,37 @@ class _Ask:
     messages: list[dict[str, str]]
     max_tokens: int
     extra: dict[str, Any]
+    redactor: Redactor | None = None  # set when PII must be masked before leaving
+
+    def for_plan(self, plan: Plan) -> _Ask:
+        """Remote plans get the masked conversation; local ones the original."""
+        if self.redactor is None or plan.link is None:
+            return self
+        masked = [{**m, "content": self.redactor.mask(m["content"])} for m in self.messages]
+        return _Ask(masked, self.max_tokens, self.extra, self.redactor)
+
+
+def _privacy(
+    policy: Policy, messages: list[dict[str, str]], pending: Pending
+) -> tuple[Policy, Redactor | None]:
+    """Narrow the policy to what this prompt's content needs; note what was found.
+
+    Without PII, ``pii-stays-local`` and ``redact`` have nothing to protect and the prompt
+    may go anywhere. With PII, the first keeps it on the device and the second masks it.
+    """
+    found = kinds([f for m in messages for f in find_pii(m["content"])])
+    if policy.privacy in ("pii-stays-local", "redact") and not found:
+        return policy.model_copy(update={"privacy": "any"}), None
+    if not found:
+        return policy, None
+    if policy.privacy == "pii-stays-local":
+        pending.privacy = {"pii": found, "action": "kept-on-device"}
+        return policy.model_copy(update={"privacy": "raw-stays-local"}), None
+    if policy.privacy == "redact":
+        pending.privacy = {"pii": found, "action": "masked-if-sent"}
+        return policy.model_copy(update={"privacy": "any"}), Redactor.new()
+    pending.privacy = {"pii": found, "action": "none"}
+    return policy, None
 
 
 class ChatService:
@@ -75,12 +107,13 @@ class ChatService:
     async def complete(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> Served:
-        pending, executed = await self._execute(caller, body, options, self._answer)
+        pending, executed, redactor = await self._execute(caller, body, options, self._answer)
         reply: ChatReply = executed.result
+        text = redactor.restore(reply.text) if redactor else reply.text
         answer = oa.completion_json(
             oa.new_completion_id(),
             executed.plan.model,
-            reply.text,
+            text,
             reply.finish_reason,
             reply.usage,
             {},
@@ -91,9 +124,9 @@ class ChatService:
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Plan, open the stream (falling back until a first token arrives), then relay."""
-        pending, executed = await self._execute(caller, body, options, self._open)
+        pending, executed, redactor = await self._execute(caller, body, options, self._open)
         headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
-        return self._relay(pending, executed, body), headers
+        return self._relay(pending, executed, body, redactor), headers
 
     async def _execute(
         self,
@@ -101,23 +134,29 @@ class ChatService:
         body: oa.ChatCompletionRequest,
         options: RequestOptions,
         attempt: Callable[[Plan, str, _Ask], Awaitable[tuple[Any, Measured]]],
-    ) -> tuple[Pending, Executed[Any]]:
+    ) -> tuple[Pending, Executed[Any], Redactor | None]:
         """What answering and streaming share: plan, try plans in turn, record failures."""
         pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
         try:
             table, msgs, max_tokens, prompt_tokens = self._setup(body)
-            ask = _Ask(msgs, max_tokens, _chat_params(body))
+            policy, redactor = _privacy(self.core.policy_for(caller, options), msgs, pending)
+            ask = _Ask(msgs, max_tokens, _chat_params(body), redactor)
 
             async def run_one(plan: Plan, _: float) -> tuple[Any, Measured]:
                 assert plan.tail_node is not None
-                return await attempt(plan, plan.tail_node, ask)
+                return await attempt(plan, plan.tail_node, ask.for_plan(plan))
 
             bound = self._bound(prompt_tokens, max_tokens)
-            executed = await self.core.plan_and_run(pending, table, options, run_one, bound)
+            executed = await self.core.plan_and_run(pending, table, options, run_one, bound, policy)
+            if redactor is not None:
+                masked = executed.plan.link is not None
+                assert pending.privacy is not None
+                pending.privacy["action"] = "masked" if masked else "stayed-on-device"
+                return pending, executed, redactor if masked else None
         except TierwiseError as exc:
             await self.core.recorder.failed(pending, exc)
             raise
-        return pending, executed
+        return pending, executed, None
 
     async def _answer(self, plan: Plan, node: str, ask: _Ask) -> tuple[ChatReply, Measured]:
         call = self.core.clients[node].chat(plan.model, ask.messages, ask.max_tokens, **ask.extra)
@@ -133,22 +172,28 @@ class ChatService:
         return (stream, first), Measured()
 
     async def _relay(
-        self, pending: Pending, executed: Executed[Any], body: oa.ChatCompletionRequest
+        self,
+        pending: Pending,
+        executed: Executed[Any],
+        body: oa.ChatCompletionRequest,
+        redactor: Redactor | None,
     ) -> AsyncIterator[bytes]:
         stream, chunk = executed.result
         plan = executed.plan
         cid, created = oa.new_completion_id(), int(time.time())
         started = time.perf_counter() - (executed.measured.latency_s or 0.0)
+        restorer = redactor.streaming() if redactor else None
         yield oa.sse(
             oa.chunk_json(cid, plan.model, {"role": "assistant", "content": ""}, None, created)
         )
         try:
             while chunk.usage is None:
-                if chunk.text:
-                    yield oa.sse(
-                        oa.chunk_json(cid, plan.model, {"content": chunk.text}, None, created)
-                    )
+                text = restorer.feed(chunk.text) if restorer else chunk.text
+                if text:
+                    yield oa.sse(oa.chunk_json(cid, plan.model, {"content": text}, None, created))
                 chunk = await anext(stream)
+            if restorer and (rest := restorer.flush()):
+                yield oa.sse(oa.chunk_json(cid, plan.model, {"content": rest}, None, created))
         except (UpstreamError, StopAsyncIteration) as exc:
             await run_in_threadpool(self.core.ledger.settle, executed.reservation, 0.0)
             await self.core.recorder.failed(pending, UpstreamError(f"the stream broke off: {exc}"))

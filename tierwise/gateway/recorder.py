@@ -41,6 +41,7 @@ class Pending:
     decision: Decision | None = None
     budget_ok: bool = True
     explain: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] | None = None  # PII kinds found and what was done; never values
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Recorder:
             "tiers": list(plan.tiers),
             "offline": offline,
             "relaxed": decision.relaxed,
+            **({"privacy": pending.privacy} if pending.privacy else {}),
             "attempts": [a.__dict__ for a in executed.attempts],
             "predicted": _predicted(decision, i),
             "measured": {
@@ -105,6 +107,7 @@ class Recorder:
         record.offline, record.attempts = offline, len(executed.attempts)
         record.explain = {
             **pending.explain,
+            **({"privacy": pending.privacy} if pending.privacy else {}),
             "relaxed": decision.relaxed,
             "attempts": ext["attempts"],
         }

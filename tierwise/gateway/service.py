@@ -16,10 +16,11 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from tierwise.config import BudgetSpec
+from tierwise.config import BudgetSpec, Policy
 from tierwise.errors import ClusterError, NotFoundError, UpstreamError
 from tierwise.gateway.chat import ChatService
 from tierwise.gateway.executor import Executed, Executor
+from tierwise.gateway.keys import Caller
 from tierwise.gateway.live import LiveView
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.recorder import Pending, Recorder
@@ -102,9 +103,14 @@ class Gateway:
         options: RequestOptions,
         run_one: Any,
         bound_of: Callable[[Plan, float], float],
+        policy: Policy | None = None,
     ) -> Executed[Any]:
-        """Policy, budgets, decision, execution; notes what the record will need."""
-        policy = options.policy.over(pending.caller.policy.over(self.gw.policy))
+        """Policy, budgets, decision, execution; notes what the record will need.
+
+        ``policy``, when given, replaces the merged one (chat narrows privacy to what
+        the prompt's content requires).
+        """
+        policy = policy or self.policy_for(pending.caller, options)
         scopes = self._scopes(pending.caller.name, pending.created_at)
         budget_ok = await run_in_threadpool(self._budget_left, scopes)
         pending.policy, pending.budget_ok = policy, budget_ok
@@ -122,6 +128,10 @@ class Gateway:
         if len(executed.attempts) > 1:
             self.metrics.fallbacks.inc(len(executed.attempts) - 1)
         return executed
+
+    def policy_for(self, caller: Caller, options: RequestOptions) -> Policy:
+        """The request's policy over the API key's over the gateway's."""
+        return options.policy.over(caller.policy.over(self.gw.policy))
 
     async def node_call(self, node: str, link: str | None, call: Any) -> Any:
         """Await a node call, counting it as in flight and naming the node on failure."""

@@ -65,15 +65,21 @@ async def _profile_stages(
         profiles.set(node, model["name"], stage_metric(i), statistics.median(times), repeats)
 
 
+_FREE_TOK_S = 1e6
+
+
 async def _profile_chat(client: NodeClient, node: str, model: str, profiles: Profiles) -> None:
     """Two prompt lengths separate the fixed overhead from the prefill rate."""
     short = await _timed_stream(client, model, SHORT_PROMPT, 16)
     long = await _timed_stream(client, model, LONG_PROMPT, 16)
     d_tokens = long["prompt_tokens"] - short["prompt_tokens"]
     d_time = max(long["ttft"] - short["ttft"], 1e-4)
-    prefill = d_tokens / d_time
+    # A remote API may count prompts its own way (or not grow with them): its first-token
+    # time is then all overhead, and prefill is taken as free rather than dividing by 0.
+    prefill = d_tokens / d_time if d_tokens > 0 else _FREE_TOK_S
     overhead = max(0.0, short["ttft"] - short["prompt_tokens"] / prefill)
-    decode = statistics.median([r["decode_tok_s"] for r in (short, long) if r["decode_tok_s"] > 0])
+    rates = [r["decode_tok_s"] for r in (short, long) if r["decode_tok_s"] > 0]
+    decode = statistics.median(rates) if rates else _FREE_TOK_S
     profiles.set(node, model, "llm:prefill_tok_s", prefill)
     profiles.set(node, model, "llm:decode_tok_s", decode)
     profiles.set(node, model, "llm:overhead_ms", overhead * 1e3)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.config import ObjectiveWeights, Policy
+from tierwise.config import LOCAL_ONLY, ObjectiveWeights, Policy
 from tierwise.errors import BudgetExceeded, NoFeasiblePlan
 from tierwise.placement.cost import LiveState, PlanTable
 
@@ -106,7 +106,7 @@ def _hard_ok(
     table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool, usd: np.ndarray
 ) -> np.ndarray:
     ok = table.profiled & table.reachable(live)
-    if policy.privacy == "raw-stays-local":
+    if policy.privacy in LOCAL_ONLY:
         ok &= ~table.sends_raw & ~table.sends_features
     elif policy.privacy == "features-may-leave":
         ok &= ~table.sends_raw
@@ -151,8 +151,8 @@ def _why_not(
         reasons.append("not profiled")
     if not reachable[i]:
         reasons.append("node or link down")
-    if policy.privacy == "raw-stays-local" and (table.sends_raw[i] or table.sends_features[i]):
-        reasons.append("privacy: raw-stays-local")
+    if policy.privacy in LOCAL_ONLY and (table.sends_raw[i] or table.sends_features[i]):
+        reasons.append(f"privacy: {policy.privacy}")
     if policy.privacy == "features-may-leave" and table.sends_raw[i]:
         reasons.append("privacy: raw data would leave the device")
     if not budget_ok and table.paid[i]:

@@ -65,7 +65,7 @@ class Template:
             suffix if len(suffix) >= _MIN_TEMPLATE_CHARS else "",
         )
 
-    def strip(self, prompt: str) -> str:
+    def cut(self, prompt: str) -> str:
         if self.prefix and prompt.startswith(self.prefix):
             prompt = prompt[len(self.prefix) :]
         if self.suffix and prompt.endswith(self.suffix):
@@ -253,7 +253,7 @@ def make_encoder(name: str) -> Encoder:
 
 def featurize(encoder: Encoder, template: Template, prompts: list[str]) -> np.ndarray:
     """Rows of [embedding, text features] for the prompts, template cut off."""
-    core = [template.strip(p) for p in prompts]
+    core = [template.cut(p) for p in prompts]
     emb = encoder.encode(core)
     text = np.stack([text_features(t) for t in core]) if core else np.zeros((0, 10), np.float32)
     return np.concatenate([emb, text], axis=1)
