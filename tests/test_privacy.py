@@ -14,6 +14,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import openai
 import pytest
 
@@ -244,3 +245,26 @@ def test_pii_stays_local_refuses_a_remote_only_model(gateway: openai.OpenAI) -> 
     with pytest.raises(openai.UnprocessableEntityError, match="privacy"):
         _ask(gateway, PII_PROMPT, "pii-stays-local")
     assert _remote_saw_pii() == []
+
+
+def test_the_ledger_records_the_providers_usage(gateway: openai.OpenAI, echo: str) -> None:
+    reply = gateway.chat.completions.create(
+        model="cloud-gpt", messages=[{"role": "user", "content": "Count me."}], max_tokens=8
+    )
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (40, 30)
+    assert reply.model_extra is not None
+    request_id = reply.model_extra["tierwise"]["request_id"]
+    record = gateway.get(f"/requests/{request_id}", cast_to=httpx.Response).json()
+    assert (record["tokens_in"], record["tokens_out"]) == (40, 30)
+    assert record["usd"] >= (40 * 1.0 + 30 * 2.0) / 1e6  # tokens at the spec's prices, at least
+
+
+def test_openai_prompts_are_counted_with_openai_s_tokenizer() -> None:
+    from tierwise.models.base import ChatMessage
+    from tierwise.models.openai_tokens import count_chat_tokens
+
+    # "Hello world" is tokens 9906 and 1917 in cl100k_base; "user" is one token.
+    assert count_chat_tokens("gpt-4", [ChatMessage("user", "Hello world")]) == 3 + 3 + 1 + 2
+    assert count_chat_tokens("gpt-3.5-turbo", [ChatMessage("user", "")]) == 7
+    assert count_chat_tokens("not-an-openai-model", [ChatMessage("user", "Hi")]) is None

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from tierwise.config import EfficientNetLiteModel, LlamaCppModel, Policy
-from tierwise.errors import NotFoundError, TierwiseError, UpstreamError
+from tierwise.config import EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel, Policy
+from tierwise.errors import InputError, NotFoundError, TierwiseError, UpstreamError
 from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.ledger.costing import Measured, cost_bound, plan_cost
 from tierwise.models.base import ChatChunk, ChatMessage, Usage
+from tierwise.models.openai_tokens import count_chat_tokens
 from tierwise.placement.cost import PlanTable, build_chat_table
 from tierwise.placement.plans import Plan, chat_plans
 from tierwise.privacy.pii import Redactor, find_pii, kinds
@@ -228,7 +229,8 @@ class ChatService:
         models = known if body.model == "auto" else [body.model]
         messages = body.to_messages()
         prompt_tokens = {m: self._count_prompt(m, messages) for m in models}
-        max_tokens = body.max_completion_tokens or body.max_tokens or 256
+        asked = body.max_completion_tokens or body.max_tokens
+        models, max_tokens = self._fitting(models, prompt_tokens, asked)
         plans = chat_plans(self.core.spec, models, self.core.gw.tier)
         table = build_chat_table(
             self.core.spec, plans, self.core.profiles, prompt_tokens, max_tokens
@@ -236,11 +238,47 @@ class ChatService:
         msgs = [{"role": m.role, "content": m.content} for m in messages]
         return table, msgs, max_tokens, prompt_tokens
 
+    def _fitting(
+        self, models: list[str], prompt_tokens: dict[str, int], asked: int | None
+    ) -> tuple[list[str], int]:
+        """Models whose context window holds the prompt plus the answer asked for.
+
+        Without ``max_tokens`` the answer gets up to 256 tokens, fewer if the window is
+        nearly full; an explicit ``max_tokens`` that does not fit is refused, not cut.
+        """
+        fit, why = [], []
+        room = []
+        for m in models:
+            spec = self.core.spec.models[m]
+            limit = spec.n_ctx if isinstance(spec, LlamaCppModel) else None
+            free = None if limit is None else limit - prompt_tokens[m]
+            if free is not None and (free < 1 or (asked is not None and asked > free)):
+                why.append(
+                    f"{m}'s context window holds {limit} tokens; the prompt takes "
+                    f"{prompt_tokens[m]}" + (f" and max_tokens asks {asked} more" if asked else "")
+                )
+                continue
+            fit.append(m)
+            room.append(free)
+        if not fit:
+            raise InputError(
+                "the request does not fit the context window: " + "; ".join(why),
+                param="messages" if asked is None else "max_tokens",
+            )
+        if asked is not None:
+            return fit, asked
+        return fit, min([256] + [r for r in room if r is not None])
+
     def _count_prompt(self, model: str, messages: list[ChatMessage]) -> int:
         tokenizer = self.tokenizers.get(model)
         if tokenizer is not None:
             return len(tokenizer.prompt_tokens(messages))
-        return sum(len(m.content) for m in messages) // 4 + 8  # remote: a rough prediction only
+        spec = self.core.spec.models[model]
+        if isinstance(spec, OpenAIRemoteModel):
+            counted = count_chat_tokens(spec.remote_model, messages)
+            if counted is not None:
+                return counted
+        return sum(len(m.content) for m in messages) // 4 + 8  # no tokenizer: an estimate
 
     def _bound(
         self, prompt_tokens: dict[str, int], max_tokens: int

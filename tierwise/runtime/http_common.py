@@ -76,7 +76,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else "http_error"
-        return error_response(exc.status_code, str(exc.detail), code)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail.startswith("There was an error parsing the body"):
+            # FastAPI's words for both bad JSON and bytes that are not UTF-8.
+            detail, code = "the body must be JSON text encoded as UTF-8", "invalid_body"
+        return error_response(exc.status_code, detail, code)
 
 
 class BearerAuth:
