@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
 from tierwise.config import ClusterSpec, default_spec, parse_spec
 from tierwise.runtime.launcher import LocalCluster
-from tierwise.runtime.state import ClusterState
+from tierwise.runtime.state import ClusterState, read_api_key
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +49,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
         yield RunningCluster(local, state, local.token)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(cluster: RunningCluster) -> str:
+    """The API key the session cluster's gateway generated."""
+    return read_api_key(cluster.state.state_dir)
+
+
+@pytest.fixture
+def gw(cluster: RunningCluster, api_key: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the session cluster's gateway, with its API key."""
+    with httpx.Client(
+        base_url=cluster.state.gateway_url,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -6,25 +6,10 @@ tierwise; a body that cannot be parsed, or does not fit the model, is 400.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-
-from tests.conftest import RunningCluster
-from tierwise.runtime.state import read_api_key
-
-
-@pytest.fixture(scope="module")
-def gw(cluster: RunningCluster) -> Iterator[httpx.Client]:
-    key = read_api_key(cluster.state.state_dir)
-    with httpx.Client(
-        base_url=cluster.state.gateway_url,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=60,
-    ) as client:
-        yield client
 
 
 def _chat(gw: httpx.Client, **body: Any) -> httpx.Response:

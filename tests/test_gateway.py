@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -14,24 +13,8 @@ from typer.testing import CliRunner
 from tests.conftest import RunningCluster
 from tierwise.cli import app
 from tierwise.net.link_client import LinkClient
-from tierwise.runtime.state import read_api_key
 
 runner = CliRunner(env={"COLUMNS": "250"})
-
-
-@pytest.fixture(scope="module")
-def api_key(cluster: RunningCluster) -> str:
-    return read_api_key(cluster.state.state_dir)
-
-
-@pytest.fixture
-def gw(cluster: RunningCluster, api_key: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=cluster.state.gateway_url,
-        headers={"Authorization": f"Bearer {api_key}"},
-        timeout=60,
-    ) as client:
-        yield client
 
 
 def _classify(gw: httpx.Client, photo: bytes, **headers: str) -> httpx.Response:

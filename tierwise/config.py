@@ -257,6 +257,20 @@ class BudgetSpec(_Strict):
     monthly_usd: float | None = Field(None, ge=0)
 
 
+class CacheSpec(_Strict):
+    """The semantic answer cache of one API key: off unless the key opts in.
+
+    A hit needs the same model, sampling parameters, policy and earlier turns, and a last
+    message that is the same or (cosine ≥ ``similarity``) means the same: with the same
+    numbers, the same names and the same polarity ("safe" is not "unsafe").
+    """
+
+    enabled: bool = False
+    ttl: Duration = 3600.0
+    max_entries: int = Field(1000, ge=1, le=1_000_000)
+    similarity: float = Field(0.92, gt=0, le=1)
+
+
 class ApiKeySpec(_Strict):
     """A client's key: kept in an environment variable, or given as its SHA-256 hex."""
 
@@ -265,6 +279,7 @@ class ApiKeySpec(_Strict):
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     policy: Policy = Policy()
     budget: BudgetSpec = BudgetSpec()
+    cache: CacheSpec = CacheSpec()
 
     @model_validator(mode="after")
     def _one_key(self) -> ApiKeySpec:

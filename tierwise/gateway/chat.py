@@ -11,17 +11,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.config import EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel, Policy
 from tierwise.errors import InputError, NotFoundError, TierwiseError, UpstreamError
+from tierwise.gateway.answer_cache import AnswerCache, Lookup
 from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
+from tierwise.gateway.semantic_cache import CachedAnswer
 from tierwise.ledger.costing import Measured, cost_bound, plan_cost
 from tierwise.models.base import ChatChunk, ChatMessage, Usage
 from tierwise.models.openai_tokens import count_chat_tokens
@@ -54,6 +56,19 @@ class _Ask:
         return _Ask(masked, self.max_tokens, self.extra, self.redactor)
 
 
+@dataclass
+class _Keep:
+    """What a streamed answer needs to be cached once it is complete."""
+
+    caller: Caller
+    lookup: Lookup | None
+    text: list[str] = field(default_factory=list)
+
+
+def _pending(caller: Caller, body: oa.ChatCompletionRequest) -> Pending:
+    return Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
+
+
 def _privacy(
     policy: Policy, messages: list[dict[str, str]], pending: Pending
 ) -> tuple[Policy, Redactor | None]:
@@ -81,6 +96,7 @@ class ChatService:
     def __init__(self, core: Gateway) -> None:
         self.core = core
         self.tokenizers: dict[str, Any] = {}
+        self.cache = AnswerCache(core)
 
     def load_tokenizers(self) -> None:
         from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
@@ -108,36 +124,56 @@ class ChatService:
     async def complete(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> Served:
-        pending, executed, redactor = await self._execute(caller, body, options, self._answer)
+        pending = _pending(caller, body)
+        lookup = await self._lookup(caller, body, options)
+        if lookup is not None and lookup.hit is not None:
+            return await self.cache.answer(pending, lookup.hit)
+        executed, redactor = await self._execute(pending, body, options, self._answer)
         reply: ChatReply = executed.result
         text = redactor.restore(reply.text) if redactor else reply.text
+        model = executed.plan.model
         answer = oa.completion_json(
-            oa.new_completion_id(),
-            executed.plan.model,
-            text,
-            reply.finish_reason,
-            reply.usage,
-            {},
+            oa.new_completion_id(), model, text, reply.finish_reason, reply.usage, {}
         )
-        return await self.core.recorder.served(pending, executed, answer)
+        served = await self.core.recorder.served(pending, executed, answer)
+        kept = CachedAnswer(
+            text, reply.finish_reason, model, pending.id, served.cloud_usd, executed.usd
+        )
+        await self.cache.keep(caller, lookup, kept)
+        return served
 
     async def stream(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
         """Plan, open the stream (falling back until a first token arrives), then relay."""
-        pending, executed, redactor = await self._execute(caller, body, options, self._open)
+        pending = _pending(caller, body)
+        lookup = await self._lookup(caller, body, options)
+        if lookup is not None and lookup.hit is not None:
+            return await self.cache.stream(pending, lookup.hit, body.wants_usage_in_stream)
+        executed, redactor = await self._execute(pending, body, options, self._open)
         headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
-        return self._relay(pending, executed, body, redactor), headers
+        keep = _Keep(caller, lookup)
+        return self._relay(pending, executed, body, redactor, keep), headers
+
+    async def _lookup(
+        self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
+    ) -> Lookup | None:
+        if not caller.cache.enabled:
+            return None
+        messages = [{"role": m.role, "content": m.content} for m in body.to_messages()]
+        params = {**_chat_params(body), "max_tokens": body.max_completion_tokens or body.max_tokens}
+        policy = self.core.policy_for(caller, options).model_dump(mode="json")
+        return await self.cache.find(caller, messages, body.model, params, policy)
 
     async def _execute(
         self,
-        caller: Caller,
+        pending: Pending,
         body: oa.ChatCompletionRequest,
         options: RequestOptions,
         attempt: Callable[[Plan, str, _Ask], Awaitable[tuple[Any, Measured]]],
-    ) -> tuple[Pending, Executed[Any], Redactor | None]:
+    ) -> tuple[Executed[Any], Redactor | None]:
         """What answering and streaming share: plan, try plans in turn, record failures."""
-        pending = Pending(uuid.uuid4().hex, time.time(), caller, "chat", body.model)
+        caller = pending.caller
         try:
             table, msgs, max_tokens, prompt_tokens = self._setup(body)
             policy, redactor = _privacy(self.core.policy_for(caller, options), msgs, pending)
@@ -153,11 +189,11 @@ class ChatService:
                 masked = executed.plan.link is not None
                 assert pending.privacy is not None
                 pending.privacy["action"] = "masked" if masked else "stayed-on-device"
-                return pending, executed, redactor if masked else None
+                return executed, redactor if masked else None
         except TierwiseError as exc:
             await self.core.recorder.failed(pending, exc)
             raise
-        return pending, executed, None
+        return executed, None
 
     async def _answer(self, plan: Plan, node: str, ask: _Ask) -> tuple[ChatReply, Measured]:
         call = self.core.clients[node].chat(plan.model, ask.messages, ask.max_tokens, **ask.extra)
@@ -178,6 +214,7 @@ class ChatService:
         executed: Executed[Any],
         body: oa.ChatCompletionRequest,
         redactor: Redactor | None,
+        keep: _Keep,
     ) -> AsyncIterator[bytes]:
         stream, chunk = executed.result
         plan = executed.plan
@@ -190,10 +227,12 @@ class ChatService:
         try:
             while chunk.usage is None:
                 text = restorer.feed(chunk.text) if restorer else chunk.text
+                keep.text.append(text)
                 if text:
                     yield oa.sse(oa.chunk_json(cid, plan.model, {"content": text}, None, created))
                 chunk = await anext(stream)
             if restorer and (rest := restorer.flush()):
+                keep.text.append(rest)
                 yield oa.sse(oa.chunk_json(cid, plan.model, {"content": rest}, None, created))
         except (UpstreamError, StopAsyncIteration) as exc:
             await run_in_threadpool(self.core.ledger.settle, executed.reservation, 0.0)
@@ -210,6 +249,15 @@ class ChatService:
         )
         executed.usd, executed.joules = plan_cost(self.core.spec, plan, executed.measured)
         served = await self.core.recorder.served(pending, executed, {})
+        kept = CachedAnswer(
+            "".join(keep.text),
+            chunk.finish_reason or "stop",
+            plan.model,
+            pending.id,
+            served.cloud_usd,
+            executed.usd,
+        )
+        await self.cache.keep(keep.caller, keep.lookup, kept)
         yield oa.sse(oa.chunk_json(cid, plan.model, {}, chunk.finish_reason, created))
         if body.wants_usage_in_stream:
             ext = served.body["tierwise"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tierwise.config import ApiKeySpec, BudgetSpec, Policy
+from tierwise.config import ApiKeySpec, BudgetSpec, CacheSpec, Policy
 from tierwise.errors import AuthError, ConfigError
 
 
@@ -16,6 +16,7 @@ class Caller:
     name: str
     policy: Policy
     budget: BudgetSpec
+    cache: CacheSpec = field(default_factory=CacheSpec)
 
 
 class KeyRing:
@@ -35,7 +36,7 @@ class KeyRing:
             else:
                 assert spec.key_sha256 is not None
                 digest = bytes.fromhex(spec.key_sha256)
-            self._digests.append((digest, Caller(spec.name, spec.policy, spec.budget)))
+            self._digests.append((digest, Caller(spec.name, spec.policy, spec.budget, spec.cache)))
 
     def authenticate(self, authorization: str | None) -> Caller:
         if not authorization or not authorization.startswith("Bearer "):

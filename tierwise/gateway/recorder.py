@@ -9,6 +9,7 @@ transaction, before the response is sent.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.live import LiveView
 from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.gateway.semantic_cache import Hit
 from tierwise.ledger.store import Ledger, RequestRecord
 from tierwise.placement.cost import build_chat_table
 from tierwise.placement.planner import Decision
@@ -48,6 +50,7 @@ class Pending:
 class Served:
     body: dict[str, Any]
     headers: dict[str, str]
+    cloud_usd: float = 0.0  # what the request would have cost all in the cloud
 
 
 class Recorder:
@@ -113,7 +116,38 @@ class Recorder:
         }
         await run_in_threadpool(self.ledger.record, record, executed.reservation, executed.usd)
         self._count(record, plan)
-        return Served({**body, "tierwise": ext}, _headers(ext))
+        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd)
+
+    async def cache_hit(self, pending: Pending, hit: Hit, body: dict[str, Any]) -> Served:
+        """Record an answer served from the cache: $0 spent, the original's price saved."""
+        latency_ms = (time.time() - pending.created_at) * 1e3
+        tier = "device" if self.spec.gateway is None else self.spec.gateway.tier
+        cache = {
+            "hit": hit.kind,
+            "similarity": round(hit.similarity, 4),
+            "of_request": hit.answer.request_id,
+            "saved_usd": hit.answer.cloud_usd,
+        }
+        zero = {"usd": 0.0, "joules": 0.0, "bytes_up": 0, "bytes_down": 0}
+        ext = {
+            "request_id": pending.id,
+            "plan": "cache",
+            "tiers": [tier],
+            "offline": False,
+            "relaxed": [],
+            "attempts": [],
+            "cache": cache,
+            "predicted": {"latency_ms": 0.0, **zero, "quality": None},
+            "measured": {"latency_ms": round(latency_ms, 3), **zero},
+        }
+        record = _new(pending, "cache", tier, "ok")
+        record.latency_ms, record.cloud_usd, record.attempts = latency_ms, hit.answer.cloud_usd, 0
+        record.explain = {"cache": cache}
+        await run_in_threadpool(self.ledger.record, record)
+        self.metrics.requests.labels(
+            task=pending.task, tier=tier, model=pending.model, status="ok"
+        ).inc()
+        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd)
 
     async def failed(self, pending: Pending, exc: TierwiseError) -> None:
         status = "rejected" if exc.http_status < 500 else "error"
