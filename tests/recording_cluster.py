@@ -20,6 +20,7 @@ import openai
 
 from tests.fake_openai import SSEHandler, delta, usage
 from tierwise.config import parse_spec
+from tierwise.net.link_client import LinkClient
 from tierwise.runtime.launcher import LocalCluster
 
 PLAIN_KEY, CACHED_KEY = "k-plain-test-0123456789", "k-cached-test-0123456789"
@@ -96,6 +97,7 @@ class Recording:
     plain: openai.OpenAI
     cached: openai.OpenAI
     gateway_url: str
+    link: LinkClient  # the device-cloud link's control
 
 
 def recording_cluster(state_dir: Path) -> Iterator[Recording]:
@@ -106,8 +108,10 @@ def recording_cluster(state_dir: Path) -> Iterator[Recording]:
             base = cluster.state.gateway_url + "/v1"
             plain = openai.OpenAI(base_url=base, api_key=PLAIN_KEY, max_retries=0, timeout=120)
             cached = openai.OpenAI(base_url=base, api_key=CACHED_KEY, max_retries=0, timeout=120)
-            _wait_until_the_cloud_is_reachable(plain)
-            yield Recording(plain, cached, cluster.state.gateway_url)
+            wait_until_the_cloud_is_reachable(plain)
+            link = LinkClient(cluster.state.links["device-cloud"].control_url, cluster.token)
+            yield Recording(plain, cached, cluster.state.gateway_url, link)
+            link.close()
             plain.close()
             cached.close()
     finally:
@@ -115,7 +119,7 @@ def recording_cluster(state_dir: Path) -> Iterator[Recording]:
         server.server_close()
 
 
-def _wait_until_the_cloud_is_reachable(client: openai.OpenAI) -> None:
+def wait_until_the_cloud_is_reachable(client: openai.OpenAI) -> None:
     """Right after start the gateway may not yet trust the link (its probes are running)."""
     deadline = time.monotonic() + 20
     while True:
@@ -134,8 +138,9 @@ def ask(
     privacy: str,
     stream: bool = False,
     model: str = "cloud-gpt",
+    policy: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    extra = {"tierwise": {"policy": {"privacy": privacy, "min_quality": 0.8}}}
+    extra = {"tierwise": {"policy": {"privacy": privacy, "min_quality": 0.8, **(policy or {})}}}
     messages: Any = [{"role": "user", "content": content}]
     if not stream:
         reply = client.chat.completions.create(

@@ -262,3 +262,39 @@ def test_routing_bench_on_the_shared_routerbench_tasks(tmp_path: Path) -> None:
         assert task["decision_latency_ms"]["router"]["p50"] <= 5.0
         assert task["summary"]["reference"] == "gpt-4-1106-preview"
     assert (tmp_path / "routing.png").stat().st_size > 10_000
+
+
+# -- cascade calibration -------------------------------------------------------------------
+
+
+def test_calibration_picks_the_lowest_threshold_that_keeps_the_target() -> None:
+    from tierwise.routing.calibrate import Trial, calibrate
+
+    trials = [Trial(c / 100, c >= 40) for c in range(100)]  # sure answers are the right ones
+    result = calibrate(trials, target=0.9)
+    assert result.threshold is not None and 0.3 <= result.threshold < 0.4
+    assert result.kept_accuracy >= 0.9 and result.auroc == pytest.approx(1.0)
+    hopeless = calibrate([Trial(c / 100, c % 2 == 0) for c in range(100)], target=0.9)
+    assert hopeless.threshold is None
+
+
+def test_labels_are_derived_from_the_models_marked_correct(tmp_path: Path) -> None:
+    from tierwise.routing.calibrate import labelled_prompts
+
+    path = tmp_path / "mc.csv"
+    with path.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(
+            [
+                "prompt",
+                "a",
+                "b",
+                "a|model_response",
+                "b|model_response",
+                "a|total_cost",
+                "b|total_cost",
+            ]
+        )
+        w.writerow(["Q1", "1", "0", "['C']", "['A']", 1, 1])
+        w.writerow(["Q2", "0", "0", "['B']", "['D']", 1, 1])  # nobody right: no label
+    assert [(x.prompt, x.answer) for x in labelled_prompts(path)] == [("Q1", "C")]

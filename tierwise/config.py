@@ -245,6 +245,10 @@ class Policy(_Strict):
     min_quality: float | None = Field(None, ge=0, le=1)
     max_usd: float | None = Field(None, ge=0)
     privacy: Privacy | None = None
+    # For model "auto": the device's own model answers first, and the request goes on to
+    # other tiers only when that answer's confidence (geometric-mean token probability)
+    # is below this. Calibrate it with `tierwise cascade calibrate`.
+    cascade_confidence: float | None = Field(None, gt=0, lt=1)
     weights: ObjectiveWeights | None = None
 
     def over(self, base: Policy) -> Policy:

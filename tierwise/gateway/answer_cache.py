@@ -7,8 +7,6 @@ report counts it as savings. The encoder loads on the first request of a key tha
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,23 +85,3 @@ class AnswerCache:
             {},
         )
         return await self.core.recorder.cache_hit(pending, hit, body)
-
-    async def stream(
-        self, pending: Pending, hit: Hit, usage_chunk: bool
-    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
-        served = await self.core.recorder.cache_hit(pending, hit, {})
-
-        async def events() -> AsyncIterator[bytes]:
-            cid, created, model = oa.new_completion_id(), int(time.time()), hit.answer.model
-            yield oa.sse(
-                oa.chunk_json(cid, model, {"role": "assistant", "content": ""}, None, created)
-            )
-            yield oa.sse(oa.chunk_json(cid, model, {"content": hit.answer.text}, None, created))
-            yield oa.sse(oa.chunk_json(cid, model, {}, hit.answer.finish_reason, created))
-            if usage_chunk:
-                yield oa.sse(
-                    oa.usage_chunk_json(cid, model, Usage(0, 0), created, served.body["tierwise"])
-                )
-            yield oa.SSE_DONE
-
-        return events(), served.headers

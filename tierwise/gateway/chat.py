@@ -17,8 +17,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.config import EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel, Policy
-from tierwise.errors import InputError, NotFoundError, TierwiseError, UpstreamError
+from tierwise.errors import (
+    InputError,
+    NoFeasiblePlan,
+    NotFoundError,
+    TierwiseError,
+    UpstreamError,
+)
 from tierwise.gateway.answer_cache import AnswerCache, Lookup
+from tierwise.gateway.chat_cascade import ChatCascade, is_remote
 from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.recorder import Pending, Served
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from tierwise.gateway.service import Gateway
 
 Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
+PlanFilter = Callable[[Plan], bool]
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,39 @@ class _Ask:
             return self
         masked = [{**m, "content": self.redactor.mask(m["content"])} for m in self.messages]
         return _Ask(masked, self.max_tokens, self.extra, self.redactor)
+
+
+def _cached(served: Served) -> CachedAnswer:
+    """What the cache keeps of an answer: its text and what it cost."""
+    choice, ext = served.body["choices"][0], served.body["tierwise"]
+    return CachedAnswer(
+        choice["message"]["content"],
+        choice["finish_reason"],
+        served.body["model"],
+        ext["request_id"],
+        served.cloud_usd,
+        ext["measured"]["usd"],
+    )
+
+
+def replay_sse(completion: dict[str, Any], wants_usage: bool) -> AsyncIterator[bytes]:
+    """A whole answer (from the cache or an accepted cascade step) as an SSE stream."""
+
+    async def events() -> AsyncIterator[bytes]:
+        cid, created, model = completion["id"], int(time.time()), completion["model"]
+        choice = completion["choices"][0]
+        yield oa.sse(oa.chunk_json(cid, model, {"role": "assistant", "content": ""}, None, created))
+        yield oa.sse(
+            oa.chunk_json(cid, model, {"content": choice["message"]["content"]}, None, created)
+        )
+        yield oa.sse(oa.chunk_json(cid, model, {}, choice["finish_reason"], created))
+        if wants_usage:
+            u = completion["usage"]
+            usage = Usage(u["prompt_tokens"], u["completion_tokens"])
+            yield oa.sse(oa.usage_chunk_json(cid, model, usage, created, completion["tierwise"]))
+        yield oa.SSE_DONE
+
+    return events()
 
 
 @dataclass
@@ -83,12 +124,12 @@ def _privacy(
     if not found:
         return policy, None
     if policy.privacy == "pii-stays-local":
-        pending.privacy = {"pii": found, "action": "kept-on-device"}
+        pending.notes["privacy"] = {"pii": found, "action": "kept-on-device"}
         return policy.model_copy(update={"privacy": "raw-stays-local"}), None
     if policy.privacy == "redact":
-        pending.privacy = {"pii": found, "action": "masked-if-sent"}
+        pending.notes["privacy"] = {"pii": found, "action": "masked-if-sent"}
         return policy.model_copy(update={"privacy": "any"}), Redactor.new()
-    pending.privacy = {"pii": found, "action": "none"}
+    pending.notes["privacy"] = {"pii": found, "action": "none"}
     return policy, None
 
 
@@ -97,6 +138,7 @@ class ChatService:
         self.core = core
         self.tokenizers: dict[str, Any] = {}
         self.cache = AnswerCache(core)
+        self.cascade = ChatCascade(self)
 
     def load_tokenizers(self) -> None:
         from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
@@ -124,23 +166,35 @@ class ChatService:
     async def complete(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> Served:
+        """Cache, then the cascade when the policy asks for one, else plan and answer."""
         pending = _pending(caller, body)
         lookup = await self._lookup(caller, body, options)
         if lookup is not None and lookup.hit is not None:
             return await self.cache.answer(pending, lookup.hit)
-        executed, redactor = await self._execute(pending, body, options, self._answer)
+        threshold = self.cascade.threshold(body, self.core.policy_for(caller, options))
+        if threshold is not None:
+            served = await self.cascade.complete(pending, body, options, threshold)
+        else:
+            executed, redactor = await self._execute(pending, body, options, self._answer)
+            served = await self.served_answer(pending, executed, redactor)
+        await self.cache.keep(caller, lookup, _cached(served))
+        return served
+
+    async def served_answer(
+        self, pending: Pending, executed: Executed[Any], redactor: Redactor | None
+    ) -> Served:
+        """Record a whole (non-streamed) answer and build its OpenAI body."""
         reply: ChatReply = executed.result
         text = redactor.restore(reply.text) if redactor else reply.text
-        model = executed.plan.model
         answer = oa.completion_json(
-            oa.new_completion_id(), model, text, reply.finish_reason, reply.usage, {}
+            oa.new_completion_id(),
+            executed.plan.model,
+            text,
+            reply.finish_reason,
+            reply.usage,
+            {},
         )
-        served = await self.core.recorder.served(pending, executed, answer)
-        kept = CachedAnswer(
-            text, reply.finish_reason, model, pending.id, served.cloud_usd, executed.usd
-        )
-        await self.cache.keep(caller, lookup, kept)
-        return served
+        return await self.core.recorder.served(pending, executed, answer)
 
     async def stream(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
@@ -149,10 +203,35 @@ class ChatService:
         pending = _pending(caller, body)
         lookup = await self._lookup(caller, body, options)
         if lookup is not None and lookup.hit is not None:
-            return await self.cache.stream(pending, lookup.hit, body.wants_usage_in_stream)
-        executed, redactor = await self._execute(pending, body, options, self._open)
-        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
+            served = await self.cache.answer(pending, lookup.hit)
+            return replay_sse(served.body, body.wants_usage_in_stream), served.headers
         keep = _Keep(caller, lookup)
+        threshold = self.cascade.threshold(body, self.core.policy_for(caller, options))
+        if threshold is not None:
+            first = await self.cascade.first_step(pending, body, options, threshold)
+            if not first.kept:
+                try:
+                    executed, redactor = await self._execute(
+                        first.next_pending, body, options, self._open, is_remote
+                    )
+                except TierwiseError as exc:
+                    first.fallback(exc, self.core.live.offline())
+                else:
+                    return self._relay_headers(first.next_pending, executed, body, redactor, keep)
+            await self.cache.keep(caller, lookup, _cached(first.served))
+            return replay_sse(first.served.body, body.wants_usage_in_stream), first.served.headers
+        executed, redactor = await self._execute(pending, body, options, self._open)
+        return self._relay_headers(pending, executed, body, redactor, keep)
+
+    def _relay_headers(
+        self,
+        pending: Pending,
+        executed: Executed[Any],
+        body: oa.ChatCompletionRequest,
+        redactor: Redactor | None,
+        keep: _Keep,
+    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
+        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
         return self._relay(pending, executed, body, redactor, keep), headers
 
     async def _lookup(
@@ -171,11 +250,15 @@ class ChatService:
         body: oa.ChatCompletionRequest,
         options: RequestOptions,
         attempt: Callable[[Plan, str, _Ask], Awaitable[tuple[Any, Measured]]],
+        only: PlanFilter | None = None,
     ) -> tuple[Executed[Any], Redactor | None]:
-        """What answering and streaming share: plan, try plans in turn, record failures."""
+        """What answering and streaming share: plan, try plans in turn, record failures.
+
+        ``only`` narrows the candidate plans (the cascade's local first step, say).
+        """
         caller = pending.caller
         try:
-            table, msgs, max_tokens, prompt_tokens = self._setup(body)
+            table, msgs, max_tokens, prompt_tokens = self._setup(body, only)
             policy, redactor = _privacy(self.core.policy_for(caller, options), msgs, pending)
             ask = _Ask(msgs, max_tokens, _chat_params(body), redactor)
 
@@ -187,8 +270,7 @@ class ChatService:
             executed = await self.core.plan_and_run(pending, table, options, run_one, bound, policy)
             if redactor is not None:
                 masked = executed.plan.link is not None
-                assert pending.privacy is not None
-                pending.privacy["action"] = "masked" if masked else "stayed-on-device"
+                pending.notes["privacy"]["action"] = "masked" if masked else "stayed-on-device"
                 return executed, redactor if masked else None
         except TierwiseError as exc:
             await self.core.recorder.failed(pending, exc)
@@ -267,7 +349,7 @@ class ChatService:
     # -- planning inputs -------------------------------------------------------------
 
     def _setup(
-        self, body: oa.ChatCompletionRequest
+        self, body: oa.ChatCompletionRequest, only: PlanFilter | None = None
     ) -> tuple[PlanTable, list[dict[str, str]], int, dict[str, int]]:
         known = self.models()
         if body.model != "auto" and body.model not in known:
@@ -279,7 +361,13 @@ class ChatService:
         prompt_tokens = {m: self._count_prompt(m, messages) for m in models}
         asked = body.max_completion_tokens or body.max_tokens
         models, max_tokens = self._fitting(models, prompt_tokens, asked)
-        plans = chat_plans(self.core.spec, models, self.core.gw.tier)
+        plans = [
+            p
+            for p in chat_plans(self.core.spec, models, self.core.gw.tier)
+            if only is None or only(p)
+        ]
+        if not plans:
+            raise NoFeasiblePlan(f"no chat plan for {body.model!r} on the tiers asked for")
         table = build_chat_table(
             self.core.spec, plans, self.core.profiles, prompt_tokens, max_tokens
         )

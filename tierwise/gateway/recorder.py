@@ -43,7 +43,9 @@ class Pending:
     decision: Decision | None = None
     budget_ok: bool = True
     explain: dict[str, Any] = field(default_factory=dict)
-    privacy: dict[str, Any] | None = None  # PII kinds found and what was done; never values
+    # Notes for the answer's `tierwise` object and the record: "privacy" (PII kinds found
+    # and what was done, never values), "cascade" (confidence, threshold, escalation).
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Recorder:
             "tiers": list(plan.tiers),
             "offline": offline,
             "relaxed": decision.relaxed,
-            **({"privacy": pending.privacy} if pending.privacy else {}),
+            **pending.notes,
             "attempts": [a.__dict__ for a in executed.attempts],
             "predicted": _predicted(decision, i),
             "measured": {
@@ -110,7 +112,7 @@ class Recorder:
         record.offline, record.attempts = offline, len(executed.attempts)
         record.explain = {
             **pending.explain,
-            **({"privacy": pending.privacy} if pending.privacy else {}),
+            **pending.notes,
             "relaxed": decision.relaxed,
             "attempts": ext["attempts"],
         }
@@ -154,7 +156,7 @@ class Recorder:
         record = _new(pending, "-", "", status)
         record.error = f"{exc.code}: {exc.message}"
         record.offline = self.live.offline()
-        record.explain = {**pending.explain, "error": exc.message}
+        record.explain = {**pending.explain, **pending.notes, "error": exc.message}
         with contextlib.suppress(Exception):  # never mask the request's own error
             await run_in_threadpool(self.ledger.record, record)
         self.metrics.requests.labels(

@@ -53,6 +53,9 @@ class ChatChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     meta: dict[str, Any] | None = None
+    # On the last chunk, from models that know it: the mean log-probability of the
+    # answer's tokens under the model (how sure it was; the cascade's confidence).
+    mean_logprob: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ with the chat template stored in the GGUF file, the same way llama-cpp-python do
 from __future__ import annotations
 
 import importlib.util
+import math
 import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tierwise.config import GgufFile
 from tierwise.errors import ConfigError, DependencyMissingError, InputError
@@ -126,10 +129,12 @@ class LlamaCppChat(ChatModel):
         vocab = self._llm._model.vocab
         text = _StopScanner(params.stop)
         generated: list[int] = []
+        logprobs: list[float] = []
         finish = "length"
         for token in self._llm.generate(
             prompt, temp=params.temperature, top_p=params.top_p, reset=True
         ):
+            logprobs.append(self._logprob(token))
             if self._lib.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
@@ -145,7 +150,20 @@ class LlamaCppChat(ChatModel):
         rest = text.flush()
         if rest:
             yield ChatChunk(rest)
-        yield ChatChunk("", finish_reason=finish, usage=Usage(len(prompt), len(generated)))
+        mean = sum(logprobs) / len(logprobs) if logprobs else None
+        usage = Usage(len(prompt), len(generated))
+        yield ChatChunk("", finish_reason=finish, usage=usage, mean_logprob=mean)
+
+    def _logprob(self, token: int) -> float:
+        """log P(token) under the logits it was just sampled from (temperature 1).
+
+        ``generate`` yields a token before evaluating it, so the context's last logits
+        are still the ones that produced it.
+        """
+        n_vocab = self._llm.n_vocab()
+        logits = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
+        top = float(logits.max())
+        return float(logits[token]) - top - math.log(float(np.exp(logits - top).sum()))
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None

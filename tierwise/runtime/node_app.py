@@ -127,12 +127,14 @@ def _chat_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields
             )
         chunks = [first] if first is not None else []
         chunks += [c async for c in stream]
-        text, finish, usage = _collect(chunks, model)
+        text, last = _collect(chunks, model)
+        assert last.usage is not None and last.finish_reason is not None
         compute_ms = (time.perf_counter() - started) * 1e3
-        _count_tokens(metrics, model.name, usage, compute_ms)
+        _count_tokens(metrics, model.name, last.usage, compute_ms)
+        fields = {**ext(compute_ms), **_confidence(last)}
         return JSONResponse(
             oa.completion_json(
-                oa.new_completion_id(), model.name, text, finish, usage, ext(compute_ms)
+                oa.new_completion_id(), model.name, text, last.finish_reason, last.usage, fields
             )
         )
 
@@ -290,11 +292,16 @@ def _check_stage_input(staged: StagedModel, start: int, array: np.ndarray) -> No
         raise InputError(f"batch size must be 1..64, got {array.shape[0]}", param="body")
 
 
-def _collect(chunks: list[ChatChunk], model: ChatModel) -> tuple[str, str, Usage]:
+def _collect(chunks: list[ChatChunk], model: ChatModel) -> tuple[str, ChatChunk]:
     last = chunks[-1] if chunks else None
     if last is None or last.usage is None or last.finish_reason is None:
         raise TierwiseError(f"model {model.name} ended without a final chunk")
-    return "".join(c.text for c in chunks), last.finish_reason, last.usage
+    return "".join(c.text for c in chunks), last
+
+
+def _confidence(last: ChatChunk) -> dict[str, float]:
+    """The answer's mean token log-probability, when the model reports one."""
+    return {} if last.mean_logprob is None else {"mean_logprob": round(last.mean_logprob, 6)}
 
 
 def _count_tokens(metrics: NodeMetrics, model: str, usage: Usage, compute_ms: float) -> None:
@@ -326,9 +333,8 @@ async def _sse(
                 _count_tokens(metrics, body.model, chunk.usage, compute_ms)
                 yield oa.sse(oa.chunk_json(cid, body.model, {}, chunk.finish_reason, created))
                 if body.wants_usage_in_stream:
-                    yield oa.sse(
-                        oa.usage_chunk_json(cid, body.model, chunk.usage, created, ext(compute_ms))
-                    )
+                    fields = {**ext(compute_ms), **_confidence(chunk)}
+                    yield oa.sse(oa.usage_chunk_json(cid, body.model, chunk.usage, created, fields))
             chunk = await stream.next()
     except TierwiseError as exc:
         yield oa.sse(error_body(exc.http_status, exc.message, exc.code, exc.param))
