@@ -16,6 +16,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import openai
 
 from tests.fake_openai import SSEHandler, delta, usage
@@ -117,6 +118,17 @@ def recording_cluster(state_dir: Path) -> Iterator[Recording]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def fetch_record(recording: Recording, key: str, request_id: str) -> dict[str, Any]:
+    """One ledger record, through the gateway's own API."""
+    r = httpx.get(
+        f"{recording.gateway_url}/v1/requests/{request_id}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return dict(r.json())
 
 
 def wait_until_the_cloud_is_reachable(client: openai.OpenAI) -> None:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.recording_cluster import CACHED_KEY, PLAIN_KEY, Echo, Recording, ask, recording_cluster
+from tests import recording_cluster as rc
+from tests.recording_cluster import Echo, Recording, ask
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
-    yield from recording_cluster(tmp_path_factory.mktemp("cache"))
-
-
-def _record(recording: Recording, key: str, request_id: str) -> dict[str, object]:
-    r = httpx.get(
-        f"{recording.gateway_url}/v1/requests/{request_id}",
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return dict(r.json())
+    yield from rc.recording_cluster(tmp_path_factory.mktemp("cache"))
 
 
 def test_a_repeat_and_a_paraphrase_are_served_from_the_cache(recording: Recording) -> None:
@@ -36,7 +26,7 @@ def test_a_repeat_and_a_paraphrase_are_served_from_the_cache(recording: Recordin
     assert (para, ext["cache"]["hit"]) == (first, "semantic")
     assert ext["cache"]["similarity"] >= 0.92
     assert len(Echo.raw) == sent + 1, "hits must not reach the model"
-    record = _record(recording, CACHED_KEY, ext["request_id"])
+    record = rc.fetch_record(recording, rc.CACHED_KEY, ext["request_id"])
     assert record["plan"] == "cache" and record["usd"] == 0.0
     assert float(record["cloud_usd"]) > 0.0  # what it would have cost: counted as saved
 
@@ -57,7 +47,7 @@ def test_the_cache_is_per_key_and_off_by_default(recording: Recording) -> None:
     _, ext = ask(recording.plain, "Name the largest planet.", "any")
     assert ext["plan"] == "chat@cloud/cloud-gpt" and "cache" not in ext
     assert len(Echo.raw) == sent + 1
-    assert PLAIN_KEY != CACHED_KEY
+    assert rc.PLAIN_KEY != rc.CACHED_KEY
 
 
 def test_a_streamed_request_is_answered_from_the_cache_too(recording: Recording) -> None:

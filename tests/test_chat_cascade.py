@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.recording_cluster import (
@@ -12,6 +11,7 @@ from tests.recording_cluster import (
     Echo,
     Recording,
     ask,
+    fetch_record,
     recording_cluster,
     wait_until_the_cloud_is_reachable,
 )
@@ -21,16 +21,6 @@ from tierwise.gateway.chat_cascade import confidence
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     yield from recording_cluster(tmp_path_factory.mktemp("cascade"))
-
-
-def _record(recording: Recording, request_id: str) -> dict[str, object]:
-    r = httpx.get(
-        f"{recording.gateway_url}/v1/requests/{request_id}",
-        headers={"Authorization": f"Bearer {PLAIN_KEY}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return dict(r.json())
 
 
 def test_confidence_is_the_geometric_mean_token_probability() -> None:
@@ -73,7 +63,7 @@ def test_an_unsure_answer_escalates_and_the_cloud_answers(
     assert text == prompt  # the recording remote echoes: this is the cloud's answer
     assert ext["cascade"]["escalated"] is True and ext["cascade"]["confidence"] < 0.99
     assert len(Echo.raw) == sent + 1
-    first = _record(recording, ext["cascade"]["first_request"])
+    first = fetch_record(recording, PLAIN_KEY, ext["cascade"]["first_request"])
     assert first["plan"] == "chat@device/smollm2" and first["status"] == "ok"
     assert int(str(first["tokens_out"])) > 0  # the local try is on the ledger too
 

@@ -64,6 +64,10 @@ class _Ask:
         return _Ask(masked, self.max_tokens, self.extra, self.redactor)
 
 
+def _stream_headers(pending: Pending, executed: Executed[Any]) -> dict[str, str]:
+    return {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
+
+
 def _cached(served: Served) -> CachedAnswer:
     """What the cache keeps of an answer: its text and what it cost."""
     choice, ext = served.body["choices"][0], served.body["tierwise"]
@@ -217,22 +221,14 @@ class ChatService:
                 except TierwiseError as exc:
                     first.fallback(exc, self.core.live.offline())
                 else:
-                    return self._relay_headers(first.next_pending, executed, body, redactor, keep)
+                    events = self._relay(first.next_pending, executed, body, redactor, keep)
+                    return events, _stream_headers(first.next_pending, executed)
             await self.cache.keep(caller, lookup, _cached(first.served))
             return replay_sse(first.served.body, body.wants_usage_in_stream), first.served.headers
         executed, redactor = await self._execute(pending, body, options, self._open)
-        return self._relay_headers(pending, executed, body, redactor, keep)
-
-    def _relay_headers(
-        self,
-        pending: Pending,
-        executed: Executed[Any],
-        body: oa.ChatCompletionRequest,
-        redactor: Redactor | None,
-        keep: _Keep,
-    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
-        headers = {"X-Tierwise-Request-Id": pending.id, "X-Tierwise-Plan": executed.plan.id}
-        return self._relay(pending, executed, body, redactor, keep), headers
+        return self._relay(pending, executed, body, redactor, keep), _stream_headers(
+            pending, executed
+        )
 
     async def _lookup(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
