@@ -101,11 +101,16 @@ class Recording:
     link: LinkClient  # the device-cloud link's control
 
 
-def recording_cluster(state_dir: Path) -> Iterator[Recording]:
+def recording_cluster(
+    state_dir: Path, gateway: dict[str, Any] | None = None
+) -> Iterator[Recording]:
+    """Start it; ``gateway`` adds settings to the gateway section (a router, say)."""
     server, url = start_echo()
     env = {"PATH": "/usr/bin:/bin", "PLAIN_KEY": PLAIN_KEY, "CACHED_KEY": CACHED_KEY}
     try:
-        with LocalCluster(parse_spec(_spec(url)), state_dir, env=env) as cluster:
+        raw = _spec(url)
+        raw["gateway"].update(gateway or {})
+        with LocalCluster(parse_spec(raw), state_dir, env=env) as cluster:
             base = cluster.state.gateway_url + "/v1"
             plain = openai.OpenAI(base_url=base, api_key=PLAIN_KEY, max_retries=0, timeout=120)
             cached = openai.OpenAI(base_url=base, api_key=CACHED_KEY, max_retries=0, timeout=120)

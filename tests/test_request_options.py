@@ -58,3 +58,15 @@ def test_request_policy_lies_over_key_over_gateway() -> None:
     request = Policy(privacy="raw-stays-local")
     merged = request.over(key.over(gateway))
     assert (merged.privacy, merged.max_usd, merged.max_latency_ms) == ("raw-stays-local", 0.01, 500)
+
+
+def test_weights_stay_weights_and_merge_field_by_field() -> None:
+    from tierwise.config import ObjectiveWeights
+
+    gateway = Policy(weights=ObjectiveWeights(latency=2.0, usd=5.0))
+    request = parse_options({"x-tierwise-policy": '{"weights": {"usd": 1000000}}'}).policy
+    merged = request.over(Policy().over(gateway))
+    assert isinstance(merged.weights, ObjectiveWeights)
+    assert (merged.weights.latency, merged.weights.usd) == (2.0, 1e6)
+    alone = request.over(Policy())
+    assert isinstance(alone.weights, ObjectiveWeights) and alone.weights.usd == 1e6

@@ -252,8 +252,13 @@ class Policy(_Strict):
     weights: ObjectiveWeights | None = None
 
     def over(self, base: Policy) -> Policy:
-        """This policy's set fields, the rest from ``base``."""
-        return base.model_copy(update=self.model_dump(exclude_none=True, exclude_unset=True))
+        """This policy's set fields, the rest from ``base`` (weights field by field)."""
+        mine = self.model_dump(exclude_none=True, exclude_unset=True)
+        merged = base.model_dump(exclude_none=True)
+        if self.weights is not None and base.weights is not None:
+            mine["weights"] = {**merged["weights"], **self.weights.model_dump(exclude_unset=True)}
+        # Validated again, so nested settings stay models (model_copy would leave dicts).
+        return Policy.model_validate({**merged, **mine})
 
 
 class BudgetSpec(_Strict):
@@ -292,6 +297,18 @@ class ApiKeySpec(_Strict):
         return self
 
 
+class RouterSpec(_Strict):
+    """A router from `tierwise router train`, used as the quality predictor of chat plans.
+
+    ``models`` maps each cluster chat model to the router's column for it (the model it
+    was trained on, or the nearest stand-in). For ``model: "auto"`` the predicted chance of
+    a right answer replaces the model's ``quality`` prior, prompt by prompt.
+    """
+
+    path: str = Field(min_length=1, description="the router's .npz, relative to the CWD")
+    models: dict[str, str] = Field(min_length=1)
+
+
 class GatewaySpec(_Strict):
     tier: Tier = "device"
     host: str = "127.0.0.1"
@@ -308,6 +325,7 @@ class GatewaySpec(_Strict):
     attempt_timeout: Duration = 30.0
     probe_after_idle: Duration = 0.5
     max_request_bytes: Size = 16 * 1024 * 1024
+    router: RouterSpec | None = None
 
 
 # ---------------------------------------------------------------- cluster
@@ -357,9 +375,16 @@ class ClusterSpec(_Strict):
             if self.gateway.tier not in tiers_with_nodes:
                 raise ValueError(f"gateway.tier: tier {self.gateway.tier!r} has no node")
             _check_unique([k.name for k in self.gateway.api_keys], "gateway.api_keys", "name")
+            self._check_router(self.gateway.router)
         _check_unique([p for p in ports if p != 0], "nodes/links/gateway", "port")
         self._check_prices(tiers_with_nodes)
         return self
+
+    def _check_router(self, router: RouterSpec | None) -> None:
+        for name in router.models if router is not None else {}:
+            model = self.models.get(name)
+            if model is None or isinstance(model, EfficientNetLiteModel):
+                raise ValueError(f"gateway.router.models: {name!r} is not a chat model here")
 
     def _check_prices(self, tiers: set[Tier]) -> None:
         for tier in sorted(tiers):

@@ -12,12 +12,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.config import EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel, Policy
 from tierwise.errors import (
+    ConfigError,
     InputError,
     NoFeasiblePlan,
     NotFoundError,
@@ -42,6 +44,7 @@ from tierwise.runtime.node_client import ChatReply
 
 if TYPE_CHECKING:
     from tierwise.gateway.service import Gateway
+    from tierwise.routing.router import Router
 
 Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
 PlanFilter = Callable[[Plan], bool]
@@ -143,6 +146,38 @@ class ChatService:
         self.tokenizers: dict[str, Any] = {}
         self.cache = AnswerCache(core)
         self.cascade = ChatCascade(self)
+        self.router: Router | None = None
+
+    def load_router(self) -> None:
+        """The learned router named in the spec, checked against the models it maps."""
+        spec = self.core.gw.router
+        if spec is None:
+            return
+        from tierwise.routing.router import Router
+
+        try:
+            router = Router.load(Path(spec.path))
+        except TierwiseError as exc:
+            raise ConfigError(f"gateway.router.path: {exc.message}") from exc
+        unknown = sorted(set(spec.models.values()) - set(router.models))
+        if unknown:
+            raise ConfigError(
+                f"gateway.router.models: {unknown} are not models of the router at {spec.path}; "
+                f"it knows {router.models}"
+            )
+        router.encoder  # noqa: B018  (load the encoder now, not on the first request)
+        self.router = router
+
+    def predicted_quality(self, body: oa.ChatCompletionRequest) -> dict[str, float]:
+        """Per cluster model, the router's chance of a right answer to this prompt."""
+        spec = self.core.gw.router
+        if self.router is None or spec is None or body.model != "auto":
+            return {}
+        messages = body.to_messages()
+        users = [m.content for m in messages if m.role == "user"] or [messages[-1].content]
+        p = self.router.predict([users[-1]])[0]
+        column = {m: i for i, m in enumerate(self.router.models)}
+        return {ours: float(p[column[theirs]]) for ours, theirs in spec.models.items()}
 
     def load_tokenizers(self) -> None:
         from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
@@ -255,6 +290,10 @@ class ChatService:
         caller = pending.caller
         try:
             table, msgs, max_tokens, prompt_tokens = self._setup(body, only)
+            if quality := self.predicted_quality(body):
+                pending.notes["router"] = {m: round(q, 4) for m, q in quality.items()}
+                for i, plan in enumerate(table.plans):
+                    table.quality[i] = quality.get(plan.model, table.quality[i])
             policy, redactor = _privacy(self.core.policy_for(caller, options), msgs, pending)
             ask = _Ask(msgs, max_tokens, _chat_params(body), redactor)
 

@@ -70,6 +70,7 @@ class Gateway:
     async def start(self) -> None:
         await self.vision.discover()
         self.chat.load_tokenizers()
+        await run_in_threadpool(self.chat.load_router)
         for link in self.spec.links:
             if self.gw.tier in (link.a, link.b):
                 for _ in range(2):
