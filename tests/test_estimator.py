@@ -79,3 +79,11 @@ def test_failures_back_off_and_a_success_clears_them() -> None:
     est.observe_rtt(0.02)
     assert est.is_up()
     assert est.idle_for() == 0.0
+
+
+def test_a_link_faster_than_the_rtt_jitter_still_gets_a_bandwidth() -> None:
+    est = LinkEstimator(clock=lambda: 0.0)
+    est.observe_rtt(0.008)  # a slow health round trip
+    est.observe(16 * 1024 + 400, 0.006)  # then a 16 KiB probe that took less than that
+    assert est.ready
+    assert est.bandwidth == pytest.approx(2 * (16 * 1024 + 400) / 0.006)

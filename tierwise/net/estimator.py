@@ -100,6 +100,11 @@ class LinkEstimator:
         # decides which it teaches: big calls the bandwidth, small ones the RTT.
         if nbytes >= BANDWIDTH_BYTES and rtt is not None and network > rtt:
             self._bw.add(nbytes / (network - rtt))
+        elif nbytes >= BANDWIDTH_BYTES and rtt is not None:
+            # Faster than the RTT estimate's jitter can resolve: count half the call as
+            # transfer, a cautious guess that later calls refine. Without it a fast link
+            # could stay unmeasured, and so unused, for several probes.
+            self._bw.add(2 * nbytes / network)
         elif nbytes <= RTT_BYTES and bw is not None:
             self._rtt.add(max(network - nbytes / bw, 1e-4))
         elif rtt is None and nbytes <= RTT_BYTES:
