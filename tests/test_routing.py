@@ -298,3 +298,14 @@ def test_labels_are_derived_from_the_models_marked_correct(tmp_path: Path) -> No
         w.writerow(["Q1", "1", "0", "['C']", "['A']", 1, 1])
         w.writerow(["Q2", "0", "0", "['B']", "['D']", 1, 1])  # nobody right: no label
     assert [(x.prompt, x.answer) for x in labelled_prompts(path)] == [("Q1", "C")]
+
+
+def test_an_agreement_chain_stops_when_two_answers_agree() -> None:
+    from tierwise.routing.cascade import AgreementChain, key_matrix
+
+    responses = [["A", "A", "B"], ["A", "C", "B"]]  # row 0: the first two agree
+    keys = key_matrix(responses)
+    correct = np.array([[1, 1, 0], [0, 0, 1]], float)
+    cost = np.array([[1, 2, 10], [1, 2, 10]], float)
+    usd, acc = AgreementChain((0, 1, 2), 2).replay(keys, correct, cost)
+    assert (usd, acc) == (pytest.approx((3 + 13) / 2), pytest.approx(1.0))

@@ -22,7 +22,12 @@ from rich.table import Table
 
 from tierwise.bench.report import environment, markdown_table, write_results
 from tierwise.routing import curves
-from tierwise.routing.cascade import Cascade, default_chain
+from tierwise.routing.cascade import (
+    Cascade,
+    default_chain,
+    key_matrix,
+    search_agreement_chains,
+)
 from tierwise.routing.dataset import RoutingData, find_tasks, load_csv
 from tierwise.routing.features import Encoder, featurize, make_encoder
 from tierwise.routing.learners import make
@@ -70,6 +75,13 @@ class TaskResult:
         }
 
 
+def _aucs(p: np.ndarray, correct: np.ndarray, models: list[str]) -> dict[str, float]:
+    """Per model: how well the predictions rank its right answers above its wrong ones."""
+    from tierwise.routing.calibrate import auroc
+
+    return {m: auroc(p[:, j], correct[:, j] > 0.5) for j, m in enumerate(models)}
+
+
 def complete_rows(data: RoutingData) -> RoutingData:
     keep = np.flatnonzero(~np.isnan(data.correct).any(1) & ~np.isnan(data.cost).any(1))
     return data.subset(keep)
@@ -111,6 +123,7 @@ def run_task(
         p = router.predict(test.prompts)
         hulls[label] = curves.upper_hull(sweep_points(p, correct, cost, router.usd))
         chosen[label] = {
+            "test_auc": _aucs(p, correct, test.models),
             "learner": router.learner.kind,
             "params": router.learner.params,
             "cv": [s.__dict__ for s in router.cv],
@@ -132,6 +145,13 @@ def run_task(
     cascade = Cascade.train(chain, p_oof, train.responses, tr_correct)
     hulls["cascade"] = curves.upper_hull(
         cascade.replay(main.learner.predict(x_test), test.responses, correct, cost)
+    )
+    say(f"[{task}] searching agreement cascades on the train split")
+    complete_train = complete_rows(train)
+    chains = search_agreement_chains(key_matrix(complete_train.responses), *complete_train.filled())
+    test_keys = key_matrix(test.responses)
+    hulls["agreement cascade"] = curves.upper_hull(
+        [chain.replay(test_keys, correct, cost) for chain in chains]
     )
     singles = curves.single_model_points(test.models, correct, cost)
     hulls["random mixing"] = curves.random_mix_points(singles)
@@ -256,6 +276,11 @@ def _markdown(results: list[TaskResult]) -> str:
             "",
             "Learners tried (5-fold CV AIQ on train): "
             + ", ".join(f"{c['kind']} {c['aiq']:.4f}" for c in r.chosen["router"]["cv"]),
+            "",
+            "Router test AUC per model (0.5 = no signal): "
+            + ", ".join(
+                f"{m.split('/')[-1]} {a:.2f}" for m, a in r.chosen["router"]["test_auc"].items()
+            ),
             "",
         ]
     return "\n".join(parts)
