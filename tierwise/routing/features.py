@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,8 +236,9 @@ class StaticMiniLMEncoder:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tierwise"
+    """Where derived model files are cached (settings are read only at the edge, so this
+    is fixed rather than taken from $XDG_CACHE_HOME)."""
+    return Path.home() / ".cache" / "tierwise"
 
 
 ENCODERS = {"minilm": MiniLMEncoder, "minilm-static": StaticMiniLMEncoder}
