@@ -45,7 +45,7 @@ def test_info_lists_models_stages_and_emulation(device: httpx.Client) -> None:
     assert len(vision["split_points"]) >= 3
     assert vision["stages"][0]["input_shape"] == [3, 224, 224]
     assert vision["stages"][-1]["output_shape"] == [1000]
-    assert info["wire_format"] == {"content_type": "application/x-tierwise-tensor", "version": 1}
+    assert info["wire_format"] == {"content_type": "application/x-tierwise-tensor", "version": 2}
 
 
 def test_models_list_is_openai_shaped(device: httpx.Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -36,13 +37,19 @@ def test_big_endian_input_is_sent_little_endian() -> None:
     np.testing.assert_array_equal(wire.decode_tensor(encoded).array, array)
 
 
+HEADER = "<3sBBBHIII"
+
+
 def test_header_layout_is_as_documented() -> None:
     encoded = wire.encode_tensor(np.zeros((2, 5), dtype=np.float32), {"a": 1})
-    magic, version, code, ndim, reserved, meta_len = struct.unpack_from("<3sBBBHI", encoded)
-    assert (magic, version, code, ndim, reserved) == (b"TWT", 1, 1, 2, 0)
-    assert struct.unpack_from("<2I", encoded, 12) == (2, 5)
-    assert encoded[20 : 20 + meta_len] == b'{"a":1}'
-    assert len(encoded) == 20 + meta_len + 2 * 5 * 4
+    magic, version, code, ndim, reserved, meta_len, body_len, crc = struct.unpack_from(
+        HEADER, encoded
+    )
+    assert (magic, version, code, ndim, reserved) == (b"TWT", 2, 1, 2, 0)
+    assert struct.unpack_from("<2I", encoded, 20) == (2, 5)
+    assert encoded[28 : 28 + meta_len] == b'{"a":1}'
+    assert len(encoded) == 28 + meta_len + 2 * 5 * 4
+    assert body_len == len(encoded) - 20 and crc == zlib.crc32(encoded[20:])
 
 
 def test_decoded_array_is_writable_and_independent() -> None:
@@ -62,20 +69,39 @@ def _patch(buf: bytes, offset: int, fmt: str, value: int) -> bytes:
     return bytes(patched)
 
 
+def _sealed(header_fields: tuple[object, ...], body: bytes) -> bytes:
+    """A message with a correct length and checksum for ``body``: tests of what lies past
+    the integrity checks."""
+    magic, version, code, ndim, reserved, meta_len = header_fields
+    return (
+        struct.pack(
+            HEADER, magic, version, code, ndim, reserved, meta_len, len(body), zlib.crc32(body)
+        )
+        + body
+    )
+
+
+def _reseal(buf: bytes) -> bytes:
+    return _sealed(struct.unpack_from("<3sBBBHI", buf), buf[20:])
+
+
 @pytest.mark.parametrize(
     ("message", "match"),
     [
-        (b"", "shorter than the 12-byte header"),
+        (b"", "shorter than the 20-byte header"),
         (b"GIF89a" + b"\0" * 20, "not a tierwise tensor: magic"),
         (_patch(_valid(), 3, "<B", 9), "wire version 9 is not supported"),
         (_patch(_valid(), 4, "<B", 42), "unknown dtype code 42"),
         (_patch(_valid(), 5, "<B", 9), "ndim is 9; at most 8"),
         (_patch(_valid(), 6, "<H", 1), "reserved header bytes must be 0"),
         (_patch(_valid(), 8, "<I", 1 << 20), "metadata length"),
-        (_valid()[:14], "truncated inside its shape"),
-        (_valid()[:-1], "tensor data is 23 bytes but shape [2, 3] of float32 needs 24"),
-        (_valid() + b"x", "tensor data is 25 bytes"),
-        (_patch(_valid(), 12, "<I", 100000), "needs 1200000"),
+        (_valid()[:-1], "has 40 bytes after its header, which says 41: it was truncated"),
+        (_valid() + b"x", "it was truncated or padded"),
+        (_patch(_valid(), 30, "<B", 0x41), "fails its CRC-32 check: it was corrupted"),
+        (_patch(_valid(), 16, "<I", 12345), "fails its CRC-32 check"),
+        (_reseal(_valid()[:22]), "truncated inside its shape"),
+        (_reseal(_valid()[:-1]), "tensor data is 23 bytes but shape [2, 3] of float32 needs 24"),
+        (_reseal(_patch(_valid(), 20, "<I", 100000)), "needs 1200000"),
     ],
 )
 def test_bad_messages_are_rejected_with_reason(message: bytes, match: str) -> None:
@@ -86,13 +112,13 @@ def test_bad_messages_are_rejected_with_reason(message: bytes, match: str) -> No
 def test_metadata_must_be_a_json_object() -> None:
     body = np.zeros(1, dtype=np.float32).tobytes()
     for meta, match in ((b"[1]", "must be a JSON object"), (b"\xff\xfe", "not UTF-8 JSON")):
-        header = struct.pack("<3sBBBHI", b"TWT", 1, 1, 1, 0, len(meta)) + struct.pack("<I", 1)
+        message = _sealed((b"TWT", 2, 1, 1, 0, len(meta)), struct.pack("<I", 1) + meta + body)
         with pytest.raises(WireFormatError, match=match):
-            wire.decode_tensor(header + meta + body)
+            wire.decode_tensor(message)
 
 
 def test_element_cap_stops_huge_claims_before_allocating() -> None:
-    claim = struct.pack("<3sBBBHI", b"TWT", 1, 1, 2, 0, 0) + struct.pack("<2I", 1 << 20, 1 << 20)
+    claim = _sealed((b"TWT", 2, 1, 2, 0, 0), struct.pack("<2I", 1 << 20, 1 << 20))
     with pytest.raises(WireFormatError, match="at most"):
         wire.decode_tensor(claim)
 

@@ -1,21 +1,24 @@
-"""The tierwise tensor wire format, version 1 (``application/x-tierwise-tensor``).
+"""The tierwise tensor wire format, version 2 (``application/x-tierwise-tensor``).
 
-A message is a 12-byte header, the shape, an optional JSON metadata object and the
-raw array bytes. All integers are little-endian. Nothing is ever unpickled.
+A message is a 20-byte header, then the body: the shape, an optional JSON metadata object
+and the raw array bytes. All integers are little-endian. Nothing is ever unpickled.
 
     offset  size      field
     0       3         magic  b"TWT"
-    3       1         version (1)
+    3       1         version (2)
     4       1         dtype code (see DTYPES)
     5       1         ndim, 0..8
     6       2         reserved, must be 0
     8       4         metadata length M in bytes (uint32, at most 64 KiB)
-    12      4*ndim    shape, one uint32 per dimension
+    12      4         body length B: every byte after the header (uint32)
+    16      4         CRC-32 (zlib's) of the body
+    20      4*ndim    shape, one uint32 per dimension
     ...     M         metadata: a UTF-8 JSON object (codec name, stage, ...)
     ...     rest      array data, C order, little-endian; exactly prod(shape)*itemsize bytes
 
-Decoding checks every field and raises :class:`~tierwise.errors.WireFormatError`,
-which nodes answer with HTTP 400.
+Decoding checks every field, the length and the checksum before it parses the body, so a
+truncated or corrupted message is refused, never decoded into garbage. Errors are
+:class:`~tierwise.errors.WireFormatError`, which nodes answer with HTTP 400.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +35,11 @@ import numpy as np
 from tierwise.errors import WireFormatError
 
 MAGIC = b"TWT"
-VERSION = 1
+VERSION = 2
 CONTENT_TYPE = "application/x-tierwise-tensor"
 MAX_NDIM = 8
 MAX_META_BYTES = 64 * 1024
-_HEADER = struct.Struct("<3sBBBHI")
+_HEADER = struct.Struct("<3sBBBHIII")
 
 DTYPES: dict[int, np.dtype[Any]] = {
     1: np.dtype("<f4"),
@@ -70,9 +74,9 @@ def encode_tensor(array: np.ndarray, meta: dict[str, Any] | None = None) -> byte
     if len(meta_bytes) > MAX_META_BYTES:
         raise WireFormatError(f"metadata is {len(meta_bytes)} bytes; at most {MAX_META_BYTES}")
     data = np.ascontiguousarray(arr, dtype=DTYPES[code]).tobytes()
-    header = _HEADER.pack(MAGIC, VERSION, code, arr.ndim, 0, len(meta_bytes))
-    shape = struct.pack(f"<{arr.ndim}I", *arr.shape)
-    return b"".join((header, shape, meta_bytes, data))
+    body = b"".join((struct.pack(f"<{arr.ndim}I", *arr.shape), meta_bytes, data))
+    crc = zlib.crc32(body)
+    return _HEADER.pack(MAGIC, VERSION, code, arr.ndim, 0, len(meta_bytes), len(body), crc) + body
 
 
 def decode_tensor(buf: bytes, *, max_elements: int = 1 << 28) -> WireTensor:
@@ -81,9 +85,16 @@ def decode_tensor(buf: bytes, *, max_elements: int = 1 << 28) -> WireTensor:
         raise WireFormatError(
             f"tensor message is {len(buf)} bytes, shorter than the {_HEADER.size}-byte header"
         )
-    magic, version, code, ndim, reserved, meta_len = _HEADER.unpack_from(buf)
+    magic, version, code, ndim, reserved, meta_len, body_len, crc = _HEADER.unpack_from(buf)
     _check_header(magic, version, code, ndim, reserved, meta_len)
     offset = _HEADER.size
+    if len(buf) - offset != body_len:
+        raise WireFormatError(
+            f"tensor message has {len(buf) - offset} bytes after its header, which says "
+            f"{body_len}: it was truncated or padded"
+        )
+    if zlib.crc32(memoryview(buf)[offset:]) != crc:
+        raise WireFormatError("tensor message fails its CRC-32 check: it was corrupted")
     if len(buf) < offset + 4 * ndim + meta_len:
         raise WireFormatError("tensor message is truncated inside its shape or metadata")
     shape = struct.unpack_from(f"<{ndim}I", buf, offset)
