@@ -33,10 +33,11 @@ def test_feature_codec_round_trip_within_its_step(name: str) -> None:
     out = decode_message(wire.decode_tensor(codec.to_wire(x)))
     assert out.shape == x.shape and out.dtype == np.float32
     span = x.max(axis=(0, 2, 3), keepdims=True) - x.min(axis=(0, 2, 3), keepdims=True)
-    bits = {"raw": None, "fp16": None, "q8": 8, "q6": 6, "q4": 4, "q2": 2}[name]
+    base = name.removesuffix("+zstd")  # entropy coding is lossless: the inner step bounds it
+    bits = {"raw": None, "fp16": None, "q8": 8, "q6": 6, "q4": 4, "q2": 2}[base]
     if bits is None:
         np.testing.assert_allclose(
-            out, x, rtol=1e-3 if name == "fp16" else 0, atol=1e-3 if name == "fp16" else 0
+            out, x, rtol=1e-3 if base == "fp16" else 0, atol=1e-3 if base == "fp16" else 0
         )
     else:
         step = span / ((1 << bits) - 1)
@@ -105,3 +106,35 @@ def test_garbage_image_bytes_are_an_input_error() -> None:
 def test_unknown_codec_name_lists_the_known_ones() -> None:
     with pytest.raises(NotFoundError, match=r"unknown codec 'gzip'; codecs are \["):
         get_codec("gzip")
+
+
+# -- lossless entropy coding on top of a feature codec ----------------------------------------
+
+
+def test_zstd_is_lossless_over_its_inner_codec_and_shrinks_sparse_features() -> None:
+    from tierwise.codecs.registry import decode_message, get_codec
+
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(1, 16, 28, 28)), 0).astype(np.float32)  # ReLU-like
+    x[:, 8:] = 0.0  # half the channels silent, as after a ReLU often happens
+    for name in ("q8", "q4", "fp16"):
+        plain, packed = get_codec(name), get_codec(f"{name}+zstd")
+        via_plain = decode_message(wire.decode_tensor(plain.to_wire(x)))
+        via_packed = decode_message(wire.decode_tensor(packed.to_wire(x)))
+        np.testing.assert_array_equal(via_packed, via_plain)
+        assert len(packed.to_wire(x)) < 0.8 * len(plain.to_wire(x))
+
+
+def test_zstd_refuses_payloads_that_would_inflate_past_their_declared_size() -> None:
+    from tierwise.codecs.registry import get_codec
+
+    codec = get_codec("q8+zstd")
+    x = np.zeros((1, 4, 64, 64), np.float32)
+    enc = codec.encode(x)
+    lying = {**enc.meta, "inner_shape": [16]}  # claims 16 bytes; the payload holds 16 KiB
+    with pytest.raises(WireFormatError, match=r"does not decompress|decompressed to"):
+        codec.decode(enc.array, lying)
+    with pytest.raises(WireFormatError, match="inner_dtype"):
+        codec.decode(enc.array, {k: v for k, v in enc.meta.items() if k != "inner_dtype"})
+    with pytest.raises(WireFormatError, match="does not decompress"):
+        codec.decode(np.frombuffer(b"not zstd at all", np.uint8), enc.meta)

@@ -6,6 +6,7 @@ import numpy as np
 
 from tierwise.codecs import wire
 from tierwise.codecs.base import Codec
+from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import ImageCodec
 from tierwise.codecs.quantize import Float16Codec, RawCodec, UniformQuantCodec
 from tierwise.errors import NotFoundError, WireFormatError
@@ -23,6 +24,7 @@ _CODECS: dict[str, Codec] = {
         ImageCodec("JPEG", 75),
         ImageCodec("WEBP", 90),
         ImageCodec("PNG"),
+        *(ZstdCodec(inner) for inner in (Float16Codec(), *map(UniformQuantCodec, (8, 6, 4, 2)))),
     )
 }
 FEATURE_CODECS = [name for name, c in _CODECS.items() if c.kind == "feature"]
