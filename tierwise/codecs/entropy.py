@@ -14,19 +14,14 @@ import numpy as np
 
 from tierwise.codecs import wire
 from tierwise.codecs.base import Codec, Encoded, require_meta
-from tierwise.errors import DependencyMissingError, WireFormatError
+from tierwise.errors import WireFormatError
+from tierwise.optional import require
 
 LEVEL = 3  # measured on Lite0 features: level 19 saves 1-5% more bytes at 2-8x the time
 
 
 def _zstd() -> Any:
-    try:
-        import zstandard
-    except ImportError as exc:
-        raise DependencyMissingError(
-            "zstandard", "pip install zstandard", "the +zstd feature codecs"
-        ) from exc
-    return zstandard
+    return require("zstandard", "zstandard", "the +zstd feature codecs")
 
 
 class ZstdCodec(Codec):

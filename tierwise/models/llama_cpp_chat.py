@@ -21,6 +21,7 @@ import numpy as np
 from tierwise.config import GgufFile
 from tierwise.errors import ConfigError, DependencyMissingError, InputError
 from tierwise.models.base import ChatChunk, ChatMessage, ChatModel, ChatParams, Usage
+from tierwise.optional import require
 
 
 def resolve_gguf(source: GgufFile) -> Path:
@@ -42,14 +43,9 @@ def resolve_gguf(source: GgufFile) -> Path:
 
 
 def _import_llama() -> Any:
-    try:
-        import llama_cpp
-        from llama_cpp import llama_chat_format
-    except ImportError as exc:
-        raise DependencyMissingError(
-            "llama-cpp-python", "pip install llama-cpp-python", "local LLMs (llama.cpp)"
-        ) from exc
-    return llama_cpp, llama_chat_format
+    purpose = "local LLMs (llama.cpp)"
+    llama_cpp = require("llama_cpp", "llama-cpp-python", purpose)
+    return llama_cpp, require("llama_cpp.llama_chat_format", "llama-cpp-python", purpose)
 
 
 class LlamaCppChat(ChatModel):
