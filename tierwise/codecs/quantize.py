@@ -1,7 +1,9 @@
 """Feature codecs: float32 as is, float16, and per-channel uniform quantisation.
 
 Quantisation is affine per channel (axis 1 of an N×C×... tensor): each channel's range
-[min, max] maps onto 2^bits levels. Codes narrower than 8 bits are packed densely.
+[min, max] maps onto 2^bits levels. The payload is the C channel minimums and C steps as
+little-endian float32 (8·C bytes: as JSON numbers they took ~40·C), then the codes, packed
+densely when narrower than 8 bits.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.codecs.base import Codec, Encoded, require_meta, shape_of
+from tierwise.codecs.base import Codec, Encoded, shape_of
 from tierwise.errors import WireFormatError
 
 
@@ -57,28 +59,31 @@ class UniformQuantCodec(Codec):
         span = x.max(axis=axes, keepdims=True) - low
         levels = (1 << self.bits) - 1
         scale = np.where(span > 0, span / levels, 1.0).astype(np.float32)
+        low = low.astype(np.float32)
         codes = np.clip(np.rint((x - low) / scale), 0, levels).astype(np.uint8)
-        meta = {
-            "shape": list(x.shape),
-            "low": low.reshape(-1).astype(float).tolist(),
-            "scale": scale.reshape(-1).astype(float).tolist(),
-        }
-        return Encoded(_pack(codes.reshape(-1), self.bits), meta)
+        ranges = np.concatenate([low.reshape(-1), scale.reshape(-1)]).astype("<f4")
+        payload = np.concatenate([ranges.view(np.uint8), _pack(codes.reshape(-1), self.bits)])
+        return Encoded(payload, {"shape": list(x.shape)})
 
     def decode(self, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         shape = shape_of(meta, self.name)
         if len(shape) < 2:
             raise WireFormatError(f"{self.name}: shape must be N×C×…, got {list(shape)}")
         count = int(np.prod(shape))
-        low = np.asarray(require_meta(meta, "low", self.name), dtype=np.float32)
-        scale = np.asarray(require_meta(meta, "scale", self.name), dtype=np.float32)
-        if low.size != shape[1] or scale.size != shape[1]:
-            raise WireFormatError(f"{self.name}: need {shape[1]} channel ranges, got {low.size}")
-        if array.dtype != np.uint8:
-            raise WireFormatError(f"{self.name} carries uint8 codes, got {array.dtype}")
-        codes = _unpack(array, self.bits, count).reshape(shape).astype(np.float32)
+        if array.dtype != np.uint8 or array.ndim != 1:
+            raise WireFormatError(f"{self.name} carries a flat uint8 payload, got {array.dtype}")
+        head = 8 * shape[1]
+        if array.size < head:
+            raise WireFormatError(
+                f"{self.name}: payload of {array.size} bytes is shorter than the {head} bytes "
+                f"of ranges for {shape[1]} channels"
+            )
+        ranges = array[:head].copy().view("<f4")
+        low, scale = ranges[: shape[1]], ranges[shape[1] :]
+        codes = _unpack(array[head:], self.bits, count).reshape(shape).astype(np.float32)
         view = (1, shape[1]) + (1,) * (len(shape) - 2)
-        return codes * scale.reshape(view) + low.reshape(view)
+        out: np.ndarray = codes * scale.reshape(view) + low.reshape(view)
+        return out
 
 
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
