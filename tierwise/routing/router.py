@@ -7,15 +7,15 @@ the winner and refits it on all the training data. The test split is never seen 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
+from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.errors import InputError
 from tierwise.routing import curves, learners
 from tierwise.routing.dataset import RoutingData
@@ -154,23 +154,12 @@ class Router:
             "learner": {"kind": self.learner.kind, "params": self.learner.params},
             "cv": [s.__dict__ for s in self.cv],
         }
-        arrays = {f"state.{k}": v for k, v in self.learner.state.items()}
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            np.savez(handle, **cast(dict[str, Any], arrays))
-        tmp.replace(path)
+        write_arrays(path, {f"state.{k}": v for k, v in self.learner.state.items()}, meta)
 
     @classmethod
     def load(cls, path: Path) -> Router:
-        if not path.is_file():
-            raise InputError(f"no router at {path}; train one with `tierwise router train`")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            if meta.get("format") != FORMAT:
-                raise InputError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-            state = {k.removeprefix("state."): z[k] for k in z.files if k.startswith("state.")}
+        arrays, meta = read_arrays(path, FORMAT, "train one with `tierwise router train`")
+        state = {k.removeprefix("state."): v for k, v in arrays.items()}
         learner = learners.make(meta["learner"]["kind"], meta["learner"]["params"])
         learner.state = state
         return cls(

@@ -1,0 +1,105 @@
+"""CIFAR-10 loading, the compact network, and its training loop (on data the test makes)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tierwise.datasets.cifar10 import CLASSES, Cifar10, load_cifar10
+from tierwise.errors import InputError
+from tierwise.models.cifar_net import build, load, normalise, save
+from tierwise.optimize.train_cifar import TrainConfig, _augment, train
+
+
+def _jpeg(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _tarball(folder: Path) -> Path:
+    path = folder / "cifar10" / "cifar10-jpeg.tar.gz"
+    path.parent.mkdir(parents=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for split, count in (("train", 3), ("test", 2)):
+            for label, colour in (("airplane", (250, 10, 10)), ("truck", (10, 10, 250))):
+                for i in range(count):
+                    data = _jpeg(colour)
+                    info = tarfile.TarInfo(f"{split}/{label}/{i:04d}.jpg")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_the_tarball_is_decoded_once_and_then_read_from_the_cache(tmp_path: Path) -> None:
+    _tarball(tmp_path / "data")
+    first = load_cifar10(tmp_path / "data", tmp_path / "cache")
+    assert first.x_train.shape == (6, 32, 32, 3) and first.x_test.shape == (4, 32, 32, 3)
+    assert sorted(set(first.y_train.tolist())) == [
+        CLASSES.index("airplane"),
+        CLASSES.index("truck"),
+    ]
+    assert first.x_train[0, 0, 0, 0] > 200  # red, as written
+    assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
+    again = load_cifar10(tmp_path / "data", tmp_path / "cache")
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+
+
+def test_a_missing_tarball_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"cifar10-jpeg\.tar\.gz"):
+        load_cifar10(tmp_path, tmp_path / "cache")
+
+
+def test_each_crop_is_its_own_and_flips_mirror() -> None:
+    x = torch.arange(64 * 3 * 32 * 32, dtype=torch.float32).reshape(64, 3, 32, 32)
+    out = _augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    shifts = {int((out[i, 0, 16, 16] - x[i, 0, 16, 16]).item()) for i in range(64)}
+    assert len(shifts) > 10  # the offsets differ image by image
+
+
+def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ten classes told apart by colour, with noise: learnable in one short epoch."""
+    palette = np.random.default_rng(99).integers(0, 256, (10, 3))  # shared by every split
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = palette[y][:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+
+def test_training_learns_and_the_network_round_trips_without_pickle(tmp_path: Path) -> None:
+    x_train, y_train = _synthetic(1024, 0)
+    x_test, y_test = _synthetic(256, 1)  # same palette, new images
+    data = Cifar10(x_train, y_train, x_test, y_test)
+    result = train(data, TrainConfig(epochs=4, width=8, batch=128, lr=0.05))
+    assert result.test_accuracy > 0.8, result.history  # chance is 0.1
+    save(result.net, 8, {"test_accuracy": result.test_accuracy}, tmp_path / "net.npz")
+    net, card = load(tmp_path / "net.npz")
+    assert card["test_accuracy"] == result.test_accuracy
+    batch = torch.from_numpy(normalise(x_test[:8]))
+    with torch.inference_mode():
+        np.testing.assert_allclose(net(batch).numpy(), result.net(batch).numpy(), atol=1e-5)
+
+
+def test_the_network_has_five_stages_and_any_width() -> None:
+    for width in (8, 16):
+        net = build(width)
+        assert len(net) == 5
+        x = torch.zeros(2, 3, 32, 32)
+        shapes = []
+        for stage in net:
+            x = stage(x)
+            shapes.append(tuple(x.shape[1:]))
+        assert shapes == [
+            (width, 32, 32),
+            (2 * width, 16, 16),
+            (4 * width, 8, 8),
+            (8 * width, 4, 4),
+            (10,),
+        ]
