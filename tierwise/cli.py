@@ -675,14 +675,14 @@ def train_cifar10(
     """Train the compact CIFAR-10 network; the weights are ours, with a model card."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tierwise.cache import cache_dir
     from tierwise.datasets.cifar10 import load_cifar10
     from tierwise.models.cifar_net import save
     from tierwise.optimize.train_cifar import TrainConfig, train
-    from tierwise.routing.features import default_cache_dir
 
     folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
     try:
-        dataset = load_cifar10(folder, default_cache_dir())
+        dataset = load_cifar10(folder, cache_dir())
     except TierwiseError as exc:
         raise _fail(exc) from exc
     config = TrainConfig(epochs=epochs, width=width, lr=lr, device=device)

@@ -78,9 +78,7 @@ class TaskResult:
 
 def _aucs(p: np.ndarray, correct: np.ndarray, models: list[str]) -> dict[str, float]:
     """Per model: how well the predictions rank its right answers above its wrong ones."""
-    from tierwise.routing.calibrate import auroc
-
-    return {m: auroc(p[:, j], correct[:, j] > 0.5) for j, m in enumerate(models)}
+    return {m: curves.auroc(p[:, j], correct[:, j] > 0.5) for j, m in enumerate(models)}
 
 
 def complete_rows(data: RoutingData) -> RoutingData:

@@ -21,6 +21,7 @@ import numpy as np
 
 from tierwise.errors import InputError
 from tierwise.routing.cascade import answer_key
+from tierwise.routing.curves import auroc
 from tierwise.routing.dataset import load_csv
 
 
@@ -86,15 +87,6 @@ def run_trials(
         trials.append(Trial(float(np.exp(mean_logprob)), right))
         progress(n)
     return trials
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Chance a right answer is more confident than a wrong one (0.5: no signal)."""
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def calibrate(trials: list[Trial], target: float, min_kept: int = 10) -> Calibration:

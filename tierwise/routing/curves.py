@@ -103,3 +103,12 @@ def oracle_point(correct: np.ndarray, cost: np.ndarray) -> Point:
 def random_mix_points(points: dict[str, Point]) -> list[Point]:
     """Random mixing of single models: exactly the hull of their points."""
     return upper_hull(list(points.values()))
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Chance a right answer is more confident than a wrong one (0.5: no signal)."""
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))

