@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.synthetic_cifar import synthetic
 from tierwise.datasets.cifar10 import CLASSES, Cifar10, load_cifar10
 from tierwise.errors import InputError
 from tierwise.models.cifar_net import build, load, normalise, save
@@ -64,18 +65,9 @@ def test_each_crop_is_its_own_and_flips_mirror() -> None:
     assert len(shifts) > 10  # the offsets differ image by image
 
 
-def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ten classes told apart by colour, with noise: learnable in one short epoch."""
-    palette = np.random.default_rng(99).integers(0, 256, (10, 3))  # shared by every split
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    x = palette[y][:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
-    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-
 def test_training_learns_and_the_network_round_trips_without_pickle(tmp_path: Path) -> None:
-    x_train, y_train = _synthetic(1024, 0)
-    x_test, y_test = _synthetic(256, 1)  # same palette, new images
+    x_train, y_train = synthetic(1024, 0)
+    x_test, y_test = synthetic(256, 1)  # same palette, new images
     data = Cifar10(x_train, y_train, x_test, y_test)
     result = train(data, TrainConfig(epochs=4, width=8, batch=128, lr=0.05))
     assert result.test_accuracy > 0.8, result.history  # chance is 0.1

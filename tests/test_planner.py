@@ -211,3 +211,23 @@ def test_chat_costs_grow_with_tokens_and_token_prices(spec) -> None:  # type: ig
     assert short.compute_s[device] == pytest.approx(20 / 1000 + 10 / 20)
     assert math.isnan(short.quality[device])  # no quality prior configured for smollm2
     assert not short.paid[device] and short.paid[[p.id for p in plans].index("chat@cloud/smollm2")]
+
+
+def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profiles) -> None:  # type: ignore[no-untyped-def]
+    learned = {"ib-small": (40.0, 0.95), "ib-large": (90.0, 0.992)}
+    for codec, (size, agreement) in learned.items():
+        profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "bytes"), size)
+        profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "ms"), 0.5)
+        profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "agreement"), agreement)
+    plans = vision_plans(spec, MODEL, 6, "device", learned_codecs={1: tuple(learned)})
+    assert {"split@1/edge/ib-small", "split@1/edge/ib-large"} <= {p.id for p in plans}
+    assert not any(p.codec == "ib-small" and p.split != 1 for p in plans)
+    table = build_vision_table(spec, plans, profiles)
+    live = _live(table, 100e3)
+
+    def best(min_quality: float) -> str:
+        return table.plans[decide(table, live, Policy(min_quality=min_quality), True).best].id
+
+    assert best(0.9) == "split@1/edge/ib-small"
+    assert best(0.99) == "split@1/edge/ib-large"
+    assert "ib-" not in best(0.999)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -574,6 +575,36 @@ def bench_routing(
         raise _fail(exc) from exc
 
 
+@bench_app.command("compression")
+def bench_compression(
+    model: Annotated[Path, typer.Option(help="Backbone from `tierwise train cifar10`.")] = Path(
+        "models/cifar10-net.npz"
+    ),
+    codecs: Annotated[
+        list[Path] | None,
+        typer.Option(help="Learned codec files (default: every models/codecs/*.npz)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Test images (default all).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
+    ] = None,
+    out: ResultsOpt = Path("bench/results"),
+) -> None:
+    """Bytes per image against accuracy: input codecs, uniform and learned feature codecs."""
+    from tierwise.bench.compression import run_compression_bench
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.cifar10 import load_cifar10
+
+    files = codecs if codecs is not None else sorted(Path("models/codecs").glob("*.npz"))
+    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    try:
+        dataset = load_cifar10(folder, cache_dir())
+        run_compression_bench(dataset, model, files, console, out, limit=limit)
+    except (TierwiseError, ValueError) as exc:
+        raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
+
+
 cascade_app = typer.Typer(help="The live cascade: local model first, escalate when unsure.")
 app.add_typer(cascade_app, name="cascade")
 
@@ -714,3 +745,91 @@ def train_cifar10(
         f"test accuracy {result.test_accuracy:.2%} after {epochs} epochs "
         f"({result.seconds / 60:.1f} min on {device}); wrote {out}"
     )
+
+
+compress_app = typer.Typer(help="Learned feature codecs for split inference.", no_args_is_help=True)
+app.add_typer(compress_app, name="compress")
+
+
+@compress_app.command("train")
+def compress_train(
+    split: Annotated[int, typer.Option(min=1, help="Split point: stages before it send.")],
+    beta: Annotated[
+        list[float], typer.Option(min=0.0, help="Rate weight per bit; repeat for a sweep.")
+    ],
+    model: Annotated[Path, typer.Option(help="Backbone from `tierwise train cifar10`.")] = Path(
+        "models/cifar10-net.npz"
+    ),
+    model_name: Annotated[str, typer.Option(help="The backbone's name in cluster specs.")] = (
+        "cifar10-net"
+    ),
+    latent: Annotated[int, typer.Option(min=1, help="Latent channels of the bottleneck.")] = 16,
+    stride: Annotated[int, typer.Option(min=1, max=4, help="Spatial downsampling.")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the cached features.")] = 4,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (Adam).")] = 2e-3,
+    labels: Annotated[
+        bool, typer.Option(help="Use labels; --no-labels distils from the unsplit model only.")
+    ] = True,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="Training images (default all).")
+    ] = None,
+    test_images: Annotated[
+        int | None, typer.Option(min=1, help="Test images measured (default all).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Codec name (default MODEL-sSPLIT-bBETA).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the codec files (NAME.npz).")] = Path(
+        "models/codecs"
+    ),
+) -> None:
+    """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card."""
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.cifar10 import load_cifar10
+    from tierwise.optimize.compress_cifar import CompressJob, run_job, save
+    from tierwise.optimize.compress_train import CompressConfig
+
+    stem = name or f"{model_name}-s{split}"
+    names = [stem if name and len(beta) == 1 else f"{stem}-b{b:g}" for b in beta]
+    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    config = CompressConfig(
+        split=split, beta=beta[0], latent=latent, stride=stride, epochs=epochs, lr=lr
+    )
+    variants = tuple(zip(beta, names, strict=True))
+    job = CompressJob(model, model_name, config, variants, labels, images, test_images)
+    try:
+        dataset = load_cifar10(folder, cache_dir())
+        with _phase_progress() as step:
+            codecs = run_job(job, dataset, step)
+    except (TierwiseError, ValueError) as exc:
+        raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
+    for codec in codecs:
+        save(codec, out / f"{codec.name}.npz")
+        m = codec.card["measured"]
+        console.print(
+            f"{codec.name}: {m['payload_bytes']:.1f} B payload per image "
+            f"({m['wire_bytes']:.1f} B on the wire), agreement {m['agreement']:.2%}, accuracy "
+            f"{m['accuracy']:.2%} (unsplit {codec.card['backbone_accuracy']:.2%}); "
+            f"wrote {out / (codec.name + '.npz')}"
+        )
+
+
+@contextlib.contextmanager
+def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per phase of a long job; ``step(phase, done, total)`` drives it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        tasks: dict[str, Any] = {}
+
+        def step(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total)
+            progress.update(tasks[phase], completed=done, total=total)
+
+        yield step

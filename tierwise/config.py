@@ -83,6 +83,20 @@ class EfficientNetLiteModel(_Strict):
 
     kind: Literal["efficientnet-lite"]
     variant: Literal["lite0", "lite1", "lite2"]
+    #: learned feature codecs (`tierwise compress train`); each knows its split point
+    codecs: list[Path] = []
+
+
+class CifarNetModel(_Strict):
+    """Our CIFAR-10 network (`tierwise train cifar10`): 32×32 photos, ten classes."""
+
+    kind: Literal["cifar-net"]
+    path: Path
+    codecs: list[Path] = []
+
+
+#: the vision models a gateway can split across tiers
+StagedModelSpec = EfficientNetLiteModel | CifarNetModel
 
 
 class OpenAIRemoteModel(_Strict):
@@ -97,7 +111,8 @@ class OpenAIRemoteModel(_Strict):
 
 
 ModelSpec = Annotated[
-    LlamaCppModel | EfficientNetLiteModel | OpenAIRemoteModel, Field(discriminator="kind")
+    LlamaCppModel | EfficientNetLiteModel | CifarNetModel | OpenAIRemoteModel,
+    Field(discriminator="kind"),
 ]
 
 # ---------------------------------------------------------------- nodes

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TypeVar
+
 import numpy as np
 
 from tierwise.codecs import wire
@@ -9,7 +12,9 @@ from tierwise.codecs.base import Codec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import ImageCodec
 from tierwise.codecs.quantize import Float16Codec, RawCodec, UniformQuantCodec
-from tierwise.errors import NotFoundError, WireFormatError
+from tierwise.errors import ConfigError, NotFoundError, WireFormatError
+
+C = TypeVar("C", bound=Codec)
 
 _CODECS: dict[str, Codec] = {
     codec.name: codec
@@ -38,6 +43,26 @@ def get_codec(name: str) -> Codec:
         raise NotFoundError(
             f"unknown codec {name!r}; codecs are {sorted(_CODECS)}", param="codec"
         ) from None
+
+
+def register(codec: C) -> C:
+    """Make a codec (a learned one, say) known by name to this process."""
+    known = _CODECS.get(codec.name)
+    if known is not None and known is not codec and not _same_source(known, codec):
+        raise ConfigError(f"codec name {codec.name!r} is already taken by another codec")
+    _CODECS[codec.name] = codec
+    return codec
+
+
+def load_codec_file(path: Path) -> Codec:
+    """Load a trained codec file (``tierwise compress train``) and register it."""
+    from tierwise.codecs.learned import load_codec
+
+    return register(load_codec(path))
+
+
+def _same_source(a: Codec, b: Codec) -> bool:
+    return getattr(a, "header", None) == getattr(b, "header", None)
 
 
 def decode_message(message: wire.WireTensor) -> np.ndarray:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from tierwise.config import EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel, Policy
+from tierwise.config import (
+    CifarNetModel,
+    EfficientNetLiteModel,
+    LlamaCppModel,
+    OpenAIRemoteModel,
+    Policy,
+)
 from tierwise.errors import (
     ConfigError,
     InputError,
@@ -197,7 +203,7 @@ class ChatService:
         return [
             name
             for name, model in spec.models.items()
-            if name in hosted and not isinstance(model, EfficientNetLiteModel)
+            if name in hosted and not isinstance(model, EfficientNetLiteModel | CifarNetModel)
         ]
 
     # -- answering -----------------------------------------------------------------

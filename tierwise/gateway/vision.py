@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.codecs import wire
+from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.registry import decode_message, get_codec
-from tierwise.config import EfficientNetLiteModel
-from tierwise.errors import NotFoundError, TierwiseError, UpstreamError
+from tierwise.config import CifarNetModel, EfficientNetLiteModel
+from tierwise.errors import ConfigError, InputError, NotFoundError, TierwiseError, UpstreamError
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.ledger.costing import Measured, cost_bound
-from tierwise.models.base import top_k
+from tierwise.models import cifar_input
+from tierwise.models.base import top_k as ranked_classes
 from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
 from tierwise.placement.cost import PlanTable, build_vision_table
 from tierwise.placement.planner import decide
@@ -40,6 +45,8 @@ class VisionModel:
     n_stages: int
     input_size: int
     plans: list[Plan]
+    preprocess: Callable[[Image.Image], np.ndarray]
+    labels: Callable[[], list[str]]
 
 
 class VisionService:
@@ -52,8 +59,9 @@ class VisionService:
         """Learn each staged model's stages from a node that hosts it (the local one first)."""
         spec, tier = self.core.spec, self.core.gw.tier
         for name, model in spec.models.items():
-            if not isinstance(model, EfficientNetLiteModel):
+            if not isinstance(model, EfficientNetLiteModel | CifarNetModel):
                 continue
+            learned = self._learned_codecs(name, model)
             hosts = sorted(
                 (n for n in spec.nodes if name in n.models), key=lambda n: n.tier != tier
             )
@@ -62,10 +70,32 @@ class VisionService:
                     info = await self.core.clients[node.name].info()
                     entry = next(m for m in info["models"] if m["name"] == name)
                     n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
-                    self.models[name] = VisionModel(
-                        name, n, size, vision_plans(spec, name, n, tier)
-                    )
+                    plans = vision_plans(spec, name, n, tier, learned_codecs=learned)
+                    self.models[name] = VisionModel(name, n, size, plans, *_inputs(model, size))
                     break
+
+    def _learned_codecs(
+        self, name: str, model: EfficientNetLiteModel | CifarNetModel
+    ) -> dict[int, tuple[str, ...]]:
+        """The model's trained codecs by split; their cards seed what the planner knows."""
+        by_split: dict[int, tuple[str, ...]] = {}
+        for i, path in enumerate(model.codecs):
+            try:
+                header = read_header(path)
+            except InputError as exc:
+                raise ConfigError(f"models.{name}.codecs[{i}]: {exc}") from exc
+            by_split[header.split] = (*by_split.get(header.split, ()), header.name)
+            measured = {
+                "bytes": header.measured("wire_bytes"),
+                "agreement": header.measured("agreement"),
+                "ms": (header.measured("encode_ms") or 0.0) + (header.measured("decode_ms") or 0.0),
+            }
+            count = int(header.measured("n") or 1)
+            for what, value in measured.items():
+                metric = codec_metric(header.name, header.split, what)
+                if value is not None and not self.core.profiles.has(ANY_NODE, name, metric):
+                    self.core.profiles.set(ANY_NODE, name, metric, value, count)
+        return by_split
 
     async def classify(
         self, caller: Caller, image_bytes: bytes, model: str, top_k: int, options: RequestOptions
@@ -73,7 +103,7 @@ class VisionService:
         pending = Pending(uuid.uuid4().hex, time.time(), caller, "classify", model)
         try:
             vm = self._model(model)
-            x = preprocess_image(decode_image(image_bytes), vm.input_size)
+            x = vm.preprocess(decode_image(image_bytes))
             executed = await self.core.plan_and_run(
                 pending, self.table(vm), options, lambda plan, _: self._run(plan, x), self._bound
             )
@@ -81,7 +111,8 @@ class VisionService:
             await self.core.recorder.failed(pending, exc)
             raise
         logits = np.asarray(executed.result).reshape(-1)
-        body = {"model": model, "predictions": _top_k(logits, top_k)}
+        ranked = ranked_classes(logits, vm.labels(), top_k)
+        body = {"model": model, "predictions": [p.__dict__ for p in ranked]}
         return await self.core.recorder.served(pending, executed, body)
 
     def table(self, vm: VisionModel) -> PlanTable:
@@ -185,5 +216,10 @@ def _logits(reply: PayloadReply) -> np.ndarray:
     return decode_message(wire.decode_tensor(reply.payload))
 
 
-def _top_k(logits: np.ndarray, k: int) -> list[dict[str, Any]]:
-    return [p.__dict__ for p in top_k(logits, imagenet_labels(), k)]
+def _inputs(
+    model: EfficientNetLiteModel | CifarNetModel, size: int
+) -> tuple[Callable[[Image.Image], np.ndarray], Callable[[], list[str]]]:
+    """How a photo becomes the model's input, and its class names (no torch needed)."""
+    if isinstance(model, CifarNetModel):
+        return cifar_input.preprocess_image, cifar_input.labels
+    return functools.partial(preprocess_image, size=size), imagenet_labels

@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from tierwise.arrays_file import read_arrays, write_arrays
+from tierwise.models import cifar_input
+from tierwise.models.base import StagedModel, StageInfo
+from tierwise.models.cifar_input import normalise
+
+__all__ = ["CifarNet", "build", "load", "normalise", "save"]
 
 FORMAT = "tierwise-cifar-net/1"
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 STAGES = ["prep", "layer1", "layer2", "layer3", "head"]
 
 
@@ -83,12 +87,6 @@ class _Scale(nn.Module):
         return x * self.factor
 
 
-def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 N×32×32×3 → float32 N×3×32×32, standardised per channel."""
-    x = images.astype(np.float32) / 255.0
-    return ((x - MEAN) / STD).transpose(0, 3, 1, 2).copy()
-
-
 def save(net: nn.Module, width: int, card: dict[str, Any], path: Path) -> None:
     arrays = {f"w.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     write_arrays(path, arrays, {"format": FORMAT, "width": width, "card": card})
@@ -100,3 +98,34 @@ def load(path: Path) -> tuple[nn.Sequential, dict[str, Any]]:
     net = build(int(meta["width"]))
     net.load_state_dict(state)
     return net.eval(), meta["card"]
+
+
+class CifarNet(StagedModel):
+    """The trained network as a staged model a node serves."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.net, self.card = load(path)
+        self.stages = _stage_infos(self.net)
+
+    def run_stages(self, x: np.ndarray, start: int, end: int) -> np.ndarray:
+        with torch.inference_mode():
+            out: np.ndarray = self.net[start:end](torch.from_numpy(x)).numpy()
+        return out
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return cifar_input.preprocess_image(image)
+
+    def labels(self) -> list[str]:
+        return cifar_input.labels()
+
+
+def _stage_infos(net: nn.Sequential) -> list[StageInfo]:
+    infos, x = [], torch.zeros(1, 3, cifar_input.SIZE, cifar_input.SIZE)
+    with torch.inference_mode():
+        for i, (name, stage) in enumerate(zip(STAGES, net, strict=True)):
+            y = stage(x)
+            params = sum(p.numel() for p in stage.parameters())
+            infos.append(StageInfo(i, name, tuple(x.shape[1:]), tuple(y.shape[1:]), params))
+            x = y
+    return infos

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tierwise.config import (
+    CifarNetModel,
     ClusterSpec,
     EfficientNetLiteModel,
     LlamaCppModel,
@@ -69,6 +70,10 @@ def load_node_models(
                 models.chat[name] = _slowed_chat(_llama(name, model_spec, threads), node)
             elif isinstance(model_spec, EfficientNetLiteModel):
                 models.staged[name] = _slowed_staged(_efficientnet(name, model_spec), node)
+            elif isinstance(model_spec, CifarNetModel):
+                models.staged[name] = _slowed_staged(_cifar(name, model_spec), node)
+            if isinstance(model_spec, EfficientNetLiteModel | CifarNetModel):
+                load_model_codecs(name, model_spec)
             elif isinstance(model_spec, OpenAIRemoteModel):
                 models.chat[name] = _remote(name, model_spec, env)
     except BaseException:
@@ -87,6 +92,29 @@ def _efficientnet(name: str, spec: EfficientNetLiteModel) -> StagedModel:
     from tierwise.models.efficientnet_lite import EfficientNetLite
 
     return EfficientNetLite(name, spec.variant)
+
+
+def _cifar(name: str, spec: CifarNetModel) -> StagedModel:
+    from tierwise.models.cifar_net import CifarNet
+
+    return CifarNet(name, spec.path)
+
+
+def load_model_codecs(name: str, spec: EfficientNetLiteModel | CifarNetModel) -> None:
+    """Register the model's learned codecs in this process, checking each belongs to it."""
+    from tierwise.codecs.registry import load_codec_file
+    from tierwise.errors import InputError
+
+    for i, path in enumerate(spec.codecs):
+        try:
+            codec = load_codec_file(path)
+        except InputError as exc:
+            raise ConfigError(f"models.{name}.codecs[{i}]: {exc}") from exc
+        owner = getattr(codec, "model", None)
+        if owner != name:
+            raise ConfigError(
+                f"models.{name}.codecs[{i}]: {path} was trained for model {owner!r}, not {name!r}"
+            )
 
 
 def _remote(name: str, spec: OpenAIRemoteModel, env: Mapping[str, str]) -> ChatModel:

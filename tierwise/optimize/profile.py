@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from tierwise.codecs.registry import get_codec
-from tierwise.config import ClusterSpec, EfficientNetLiteModel, LlamaCppModel, OpenAIRemoteModel
+from tierwise.config import (
+    CifarNetModel,
+    ClusterSpec,
+    EfficientNetLiteModel,
+    LlamaCppModel,
+    OpenAIRemoteModel,
+)
 from tierwise.datasets.photos import photo_set
 from tierwise.models.base import StagedModel
 from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
@@ -45,7 +51,7 @@ async def profile_nodes(
             info = await client.info()
             for model in info["models"]:
                 spec = state.spec.models[model["name"]]
-                if isinstance(spec, EfficientNetLiteModel):
+                if isinstance(spec, EfficientNetLiteModel | CifarNetModel):
                     await _profile_stages(client, node.name, model, profiles, repeats)
                 elif isinstance(spec, LlamaCppModel | OpenAIRemoteModel):
                     await _profile_chat(client, node.name, model["name"], profiles)
@@ -168,7 +174,7 @@ def missing_codec_profiles(spec: ClusterSpec, profiles: Profiles) -> list[str]:
     return [
         name
         for name, model in spec.models.items()
-        if isinstance(model, EfficientNetLiteModel)
+        if isinstance(model, EfficientNetLiteModel | CifarNetModel)
         and any(name in n.models for n in spec.nodes)
         and not profiles.has(ANY_NODE, name, "out:bytes")
     ]
@@ -179,7 +185,9 @@ def missing_node_profiles(spec: ClusterSpec, profiles: Profiles) -> bool:
         for name in node.models:
             model = spec.models[name]
             metric = (
-                stage_metric(0) if isinstance(model, EfficientNetLiteModel) else "llm:decode_tok_s"
+                stage_metric(0)
+                if isinstance(model, EfficientNetLiteModel | CifarNetModel)
+                else "llm:decode_tok_s"
             )
             if not profiles.has(node.name, name, metric):
                 return True
@@ -195,21 +203,34 @@ def profile_cluster(
     photos: int = 12,
 ) -> None:
     """Measure nodes and codecs; with ``only_missing``, only what has no profile yet."""
-    from tierwise.models.efficientnet_lite import EfficientNetLite
-
     if not only_missing or missing_node_profiles(state.spec, profiles):
         asyncio.run(profile_nodes(state, token, profiles, progress))
     names = (
         missing_codec_profiles(state.spec, profiles)
         if only_missing
-        else [n for n, m in state.spec.models.items() if isinstance(m, EfficientNetLiteModel)]
+        else [
+            n
+            for n, m in state.spec.models.items()
+            if isinstance(m, EfficientNetLiteModel | CifarNetModel)
+        ]
     )
     client_tier = state.spec.gateway.tier if state.spec.gateway else "device"
     local = {m for n in state.spec.nodes_in(client_tier) for m in n.models}
     for name in names:
-        model_spec = state.spec.models[name]
-        assert isinstance(model_spec, EfficientNetLiteModel)
         # Feature codecs matter only where the client's tier can run the head stages.
         features = DEFAULT_FEATURE_CODECS if name in local else ()
-        model = EfficientNetLite(name, model_spec.variant)
+        model = _staged_model(state.spec, name)
         profile_codecs(model, profiles, progress, photos=photos, feature_codecs=features)
+
+
+def _staged_model(spec: ClusterSpec, name: str) -> StagedModel:
+    """The model in this process, to measure codecs on (learned ones bring their cards)."""
+    model_spec = spec.models[name]
+    if isinstance(model_spec, CifarNetModel):
+        from tierwise.models.cifar_net import CifarNet
+
+        return CifarNet(name, model_spec.path)
+    assert isinstance(model_spec, EfficientNetLiteModel)
+    from tierwise.models.efficientnet_lite import EfficientNetLite
+
+    return EfficientNetLite(name, model_spec.variant)

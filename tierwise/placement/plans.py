@@ -49,8 +49,11 @@ def vision_plans(
     client_tier: Tier,
     input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
     feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
+    learned_codecs: dict[int, tuple[str, ...]] | None = None,
 ) -> list[Plan]:
-    """Every way to run ``model`` for a client on ``client_tier``."""
+    """Every way to run ``model`` for a client on ``client_tier``.
+
+    ``learned_codecs`` adds trained codecs at the one split point each was trained for."""
     hosts = [n for n in spec.nodes if model in n.models]
     local = [n for n in hosts if n.tier == client_tier]
     plans = [
@@ -94,7 +97,7 @@ def vision_plans(
         if head is None:
             continue
         for split in range(1, n_stages):
-            for codec in feature_codecs:
+            for codec in (*feature_codecs, *(learned_codecs or {}).get(split, ())):
                 plans.append(
                     Plan(
                         f"split@{split}/{tail.name}/{codec}",
