@@ -18,7 +18,7 @@ from tierwise.codecs.learned import BottleneckNet, LearnedCodec, load_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
 from tierwise.datasets.cifar10 import CLASSES
 from tierwise.errors import InputError, WireFormatError
-from tierwise.optimize.compress_cifar import CompressJob, run_job, save
+from tierwise.optimize.compress_cifar import compress_cifar
 from tierwise.optimize.compress_train import CompressConfig
 
 # ---------------------------------------------------------------- rANS
@@ -113,9 +113,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     data = synthetic_dataset()
     net = trained_net(folder, data)
     config = CompressConfig(split=3, beta=5e-4, latent=8, epochs=6, batch=32, lr=1e-2)
-    job = CompressJob(net, "cifar-tiny", config, ((5e-4, "ib-tiny"),), use_labels=False)
-    (codec,) = run_job(job, data)
-    save(codec, folder / "ib-tiny.npz")
+    (codec,) = compress_cifar(
+        net, "cifar-tiny", config, ((5e-4, "ib-tiny"),), data, use_labels=False
+    )
+    codec.save(folder / "ib-tiny.npz")
     yield net, folder / "ib-tiny.npz"
 
 
@@ -221,8 +222,9 @@ def test_the_compression_bench_compares_every_family(
     console = Console(record=True, width=200)
     result = run_compression_bench(data, net, [codec], console, tmp_path, limit=100)
     written = json.loads((tmp_path / "compression.json").read_text())
-    assert written["images"] == result["images"] == 100
-    rows = written["rows"]
+    task = written["tasks"]["cifar10"]
+    assert task["images"] == result["tasks"]["cifar10"]["images"] == 100
+    rows = task["rows"]
     assert {r["family"] for r in rows} == {"input", "uniform", "learned"}
     assert {r["codec"] for r in rows} >= {"png", "jpeg10", "webp90", "q8", "q2+zstd", "ib-tiny"}
     assert {r["split"] for r in rows if r["family"] == "uniform"} == {1, 2, 3, 4}
@@ -233,4 +235,23 @@ def test_the_compression_bench_compares_every_family(
     assert learned["latency_ms_at_250KBps"] > 1e3 * learned["wire_bytes"] / 250_000
     assert "ib-tiny" in (tmp_path / "compression.md").read_text()
     assert (tmp_path / "compression.png").stat().st_size > 10_000
-    assert len(written["targets"]["lines"]) >= 2
+    assert len(task["targets"]["lines"]) == 4  # two targets, on payload and wire bytes
+
+
+def test_lite_stages_as_torch_modules_are_the_served_model() -> None:
+    from tierwise.datasets.photos import photo_set
+    from tierwise.models.efficientnet_lite import EfficientNetLite
+    from tierwise.optimize.compress_lite import upscaled
+
+    model = EfficientNetLite("efficientnet-lite0", "lite0")
+    stages = model.as_sequential()
+    x = model.preprocess(photo_set(1)[0][1])
+    with torch.inference_mode():
+        whole = stages(torch.from_numpy(x)).numpy()
+        head = stages[:4](torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(whole, model.run_all(x), atol=1e-4)
+    np.testing.assert_allclose(head, model.run_stages(x, 0, 4), atol=1e-5)
+    assert not any(p.requires_grad for p in stages.parameters())  # the backbone stays frozen
+    tiny = np.full((3, 32, 32, 3), 255, np.uint8)
+    (batch,) = list(upscaled(tiny, 224))
+    assert batch.shape == (3, 3, 224, 224) and np.allclose(batch, 1.0, atol=0.01)

@@ -584,7 +584,12 @@ def bench_compression(
         list[Path] | None,
         typer.Option(help="Learned codec files (default: every models/codecs/*.npz)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Test images (default all).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="CIFAR-10 test images (default all).")
+    ] = None,
+    lite_limit: Annotated[
+        int, typer.Option(min=1, help="Upscaled test images for EfficientNet-Lite.")
+    ] = 500,
     data: Annotated[
         Path | None,
         typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
@@ -600,7 +605,10 @@ def bench_compression(
     folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
     try:
         dataset = load_cifar10(folder, cache_dir())
-        run_compression_bench(dataset, model, files, console, out, limit=limit)
+        backbone = model if model.is_file() else None
+        if backbone is None:
+            console.print(f"[yellow]no CIFAR-10 network at {model}: CIFAR-10 is left out[/]")
+        run_compression_bench(dataset, backbone, files, console, out, limit, lite_limit)
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
 
@@ -757,12 +765,15 @@ def compress_train(
     beta: Annotated[
         list[float], typer.Option(min=0.0, help="Rate weight per bit; repeat for a sweep.")
     ],
-    model: Annotated[Path, typer.Option(help="Backbone from `tierwise train cifar10`.")] = Path(
-        "models/cifar10-net.npz"
-    ),
-    model_name: Annotated[str, typer.Option(help="The backbone's name in cluster specs.")] = (
-        "cifar10-net"
-    ),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A network from `tierwise train cifar10` (.npz), or efficientnet-lite0/1/2."
+        ),
+    ] = "models/cifar10-net.npz",
+    model_name: Annotated[
+        str | None, typer.Option(help="The model's name in cluster specs (default: derived).")
+    ] = None,
     latent: Annotated[int, typer.Option(min=1, help="Latent channels of the bottleneck.")] = 16,
     stride: Annotated[int, typer.Option(min=1, max=4, help="Spatial downsampling.")] = 1,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the cached features.")] = 4,
@@ -771,10 +782,10 @@ def compress_train(
         bool, typer.Option(help="Use labels; --no-labels distils from the unsplit model only.")
     ] = True,
     images: Annotated[
-        int | None, typer.Option(min=1, help="Training images (default all).")
+        int | None, typer.Option(min=1, help="Training images (default: all; 5,000 for Lite).")
     ] = None,
     test_images: Annotated[
-        int | None, typer.Option(min=1, help="Test images measured (default all).")
+        int | None, typer.Option(min=1, help="Test images (default: all; 1,000 for Lite).")
     ] = None,
     name: Annotated[
         str | None, typer.Option(help="Codec name (default MODEL-sSPLIT-bBETA).")
@@ -787,34 +798,50 @@ def compress_train(
         "models/codecs"
     ),
 ) -> None:
-    """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card."""
+    """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card.
+
+    EfficientNet-Lite codecs learn without labels, by distillation on upscaled CIFAR-10."""
     from tierwise.cache import cache_dir
     from tierwise.datasets.cifar10 import load_cifar10
-    from tierwise.optimize.compress_cifar import CompressJob, run_job, save
     from tierwise.optimize.compress_train import CompressConfig
 
-    stem = name or f"{model_name}-s{split}"
+    lite = model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
+    owner = model_name or (model if lite else "cifar10-net")
+    stem = name or f"{owner}-s{split}"
     names = [stem if name and len(beta) == 1 else f"{stem}-b{b:g}" for b in beta]
     folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
     config = CompressConfig(
         split=split, beta=beta[0], latent=latent, stride=stride, epochs=epochs, lr=lr
     )
     variants = tuple(zip(beta, names, strict=True))
-    job = CompressJob(model, model_name, config, variants, labels, images, test_images)
     try:
         dataset = load_cifar10(folder, cache_dir())
         with _phase_progress() as step:
-            codecs = run_job(job, dataset, step)
+            if lite:
+                from tierwise.optimize.compress_lite import compress_lite
+
+                variant = model.removeprefix("efficientnet-")
+                codecs = compress_lite(
+                    owner, variant, config, variants, dataset,
+                    images or 5000, test_images or 1000, step,
+                )  # fmt: skip
+            else:
+                from tierwise.optimize.compress_cifar import compress_cifar
+
+                codecs = compress_cifar(
+                    Path(model), owner, config, variants, dataset,
+                    labels, images, test_images, step,
+                )  # fmt: skip
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
     for codec in codecs:
-        save(codec, out / f"{codec.name}.npz")
+        codec.save(out / f"{codec.name}.npz")
         m = codec.card["measured"]
+        accuracy = "" if m["accuracy"] is None else f", accuracy {m['accuracy']:.2%}"
         console.print(
             f"{codec.name}: {m['payload_bytes']:.1f} B payload per image "
-            f"({m['wire_bytes']:.1f} B on the wire), agreement {m['agreement']:.2%}, accuracy "
-            f"{m['accuracy']:.2%} (unsplit {codec.card['backbone_accuracy']:.2%}); "
-            f"wrote {out / (codec.name + '.npz')}"
+            f"({m['wire_bytes']:.1f} B on the wire), agreement {m['agreement']:.2%}{accuracy} "
+            f"on {codec.card['measured_on']}; wrote {out / (codec.name + '.npz')}"
         )
 
 

@@ -1,24 +1,28 @@
-"""``tierwise bench compression``: bytes per image against accuracy, for every way to send.
+"""``tierwise bench compression``: bytes per image against quality, for every way to send.
 
-On the CIFAR-10 test images and our own network, each method sends what one request
-would send, one image per wire message:
+Two tasks, each sending what one request would send, one image per wire message:
 
-- **input** codecs (split 0): PNG, JPEG and WebP at several qualities; the receiver runs
-  the whole network;
-- **uniform** feature codecs at every split: per-channel 8/4/2-bit, alone and with zstd;
-- **learned** bottlenecks from ``tierwise compress train``, at the split they were trained for.
+- **CIFAR-10** with our own network: accuracy on the test images;
+- **EfficientNet-Lite0 at 224×224**: top-1 agreement with the unsplit network on
+  CIFAR-10 test images upscaled to 224×224 (no ImageNet labels here); the cards of its
+  learned codecs add agreement on real photos.
 
-Alongside accuracy: agreement with the unsplit network, encode and decode times, and the
-end-to-end latency of one image at 250 KB/s (head + encode + transfer + decode + tail,
-compute timed on this machine). Writes ``compression.json``, ``.md`` and ``.png``.
+The methods are **input** codecs (split 0: PNG, JPEG and WebP at several qualities; the
+receiver runs the whole network), **uniform** per-channel 8/4/2-bit feature codecs
+(alone and with zstd; at every split for CIFAR-10, at the learned codecs' splits for
+Lite0), and **learned** bottlenecks from ``tierwise compress train``.
+
+Alongside quality: encode and decode times, and the end-to-end latency of one image at
+250 KB/s (head + encode + transfer + decode + tail, compute timed on this machine).
+Writes ``compression.json``, ``.md`` and ``.png``.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +42,15 @@ from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_input import MEAN, STD
 from tierwise.models.cifar_net import load
 from tierwise.optimize.codec_score import CodecScore, score_codec
-from tierwise.optimize.compress_cifar import batches, sample, tail_function
+from tierwise.optimize.compress_cifar import batches, sample
+from tierwise.optimize.compress_job import tail_function
 
 RAW_BYTES = 32 * 32 * 3
 LINK_BYTES_PER_S = 250_000
 QUALITIES = (10, 25, 50, 75, 90)
-TARGET_SHARE_OF_RAW = 0.05  # ≤ 5% of raw bytes at ≤ 0.5 pt loss
+TARGET_SHARE_OF_RAW = 0.05  # CIFAR-10: ≤ 5% of raw bytes at ≤ 0.5 pt loss
+LITE_AGREEMENT = 0.97  # Lite0: ≥ 97% agreement with ≤ 10% of JPEG-90's bytes
+LITE_SHARE_OF_JPEG90 = 0.10
 Log = Callable[[str], None]
 
 
@@ -53,8 +60,25 @@ class Row:
     score: CodecScore
     latency_ms: float  # one image end to end at 250 KB/s
 
-    def loss_pt(self, reference: float) -> float:
-        return 100 * (reference - (self.score.accuracy or 0.0))
+    def quality(self, metric: str) -> float:
+        return float(self.score.accuracy or 0.0) if metric == "accuracy" else self.score.agreement
+
+
+@dataclass
+class Section:
+    """One task's rows, and what they are measured against."""
+
+    key: str
+    title: str
+    metric: str  # "accuracy" (against labels) or "agreement" (with the unsplit network)
+    reference: float  # the unsplit network's value of the metric
+    images: int
+    stage_ms: list[float]
+    rows: list[Row] = field(default_factory=list)
+    targets: dict[str, Any] = field(default_factory=dict)
+
+    def loss_pt(self, r: Row) -> float:
+        return 100 * (self.reference - r.quality(self.metric))
 
 
 def input_codecs() -> list[Codec]:
@@ -69,12 +93,64 @@ def uniform_codecs() -> list[Codec]:
     return [*plain, *(ZstdCodec(c) for c in plain)]
 
 
-def _as_image_codec_input(images: np.ndarray) -> np.ndarray:
-    """uint8 N×32×32×3 → the normalisation image codecs expect (exact round trip)."""
+def _stage_ms(stages: nn.Sequential, x: np.ndarray, index: int) -> float:
+    """Median time of one stage on one input, on this machine."""
+    part = stages[index : index + 1].eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(min(15, len(x))):
+            t = torch.from_numpy(x[i : i + 1])
+            started = time.perf_counter()
+            part(t)
+            times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times[3:] or times)
+
+
+def _features(
+    stages: nn.Sequential, inputs: np.ndarray, keep: set[int], batch: int
+) -> tuple[dict[int, np.ndarray], list[float]]:
+    """Inputs at each split in ``keep``, and each stage's time on one input."""
+    features, current, stage_ms = {}, inputs, []
+    with torch.inference_mode():
+        for k in range(len(stages)):
+            stage_ms.append(_stage_ms(stages, current, k))
+            current = np.concatenate(
+                [
+                    stages[k](torch.from_numpy(current[i : i + batch])).numpy()
+                    for i in range(0, len(current), batch)
+                ]
+            )
+            if k + 1 in keep:
+                features[k + 1] = current
+    return features, stage_ms
+
+
+class _Runner:
+    """Scores codecs on one task and collects rows."""
+
+    def __init__(self, section: Section, top1: np.ndarray, labels: np.ndarray | None, log: Log):
+        self.section, self.top1, self.labels, self.log = section, top1, labels, log
+
+    def add(self, family: str, codec: Codec, split: int, inputs: np.ndarray, tail: Any) -> None:
+        s = self.section
+        score = score_codec(codec, split, inputs, tail, self.top1, self.labels)
+        head, rest = sum(s.stage_ms[:split]), sum(s.stage_ms[split:])
+        transfer = 1e3 * score.wire_bytes / LINK_BYTES_PER_S
+        latency = head + score.encode_ms + transfer + score.decode_ms + rest
+        row = Row(family, score, latency)
+        s.rows.append(row)
+        self.log(
+            f"{s.key}: {family:8} {codec.name:30} split {split}: {score.wire_bytes:9.1f} B, "
+            f"{s.metric} {row.quality(s.metric):.2%}"
+        )
+
+
+def _to_image_codec_scale(images: np.ndarray) -> np.ndarray:
+    """uint8 N×H×W×3 → the normalisation image codecs expect (an exact round trip)."""
     return ((images.astype(np.float32) - DEFAULT_MEAN) / DEFAULT_STD).transpose(0, 3, 1, 2)
 
 
-def _whole_net_on_codec_pixels(stages: nn.Sequential) -> Callable[[np.ndarray], np.ndarray]:
+def _cifar_net_on_codec_pixels(stages: nn.Sequential) -> Callable[[np.ndarray], np.ndarray]:
     run = tail_function(stages, 0)
     mean, std = MEAN.reshape(1, 3, 1, 1), STD.reshape(1, 3, 1, 1)
 
@@ -85,122 +161,139 @@ def _whole_net_on_codec_pixels(stages: nn.Sequential) -> Callable[[np.ndarray], 
     return tail
 
 
-def _stage_ms(stages: nn.Sequential, x: np.ndarray, start: int, end: int) -> float:
-    """Median time of stages [start, end) on one image, on this machine."""
-    part = stages[start:end].eval()
-    times = []
-    with torch.inference_mode():
-        for i in range(min(30, len(x))):
-            t = torch.from_numpy(x[i : i + 1])
-            started = time.perf_counter()
-            part(t)
-            times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times[5:] or times)
+def cifar_section(
+    data: Cifar10, backbone: Path, learned: list[LearnedCodec], limit: int | None, log: Log
+) -> Section:
+    stages, _ = load(backbone)
+    _check_fits(learned, stages)
+    x, y = sample(data.x_test, data.y_test, limit)
+    inputs = np.concatenate(batches(x))
+    features, stage_ms = _features(stages, inputs, set(range(1, len(stages))), 500)
+    top1 = np.concatenate([tail_function(stages, 0)(b).argmax(1) for b in batches(x)])
+    section = Section(
+        "cifar10",
+        "CIFAR-10, our compact CNN: test accuracy",
+        "accuracy",
+        float(np.mean(top1 == y)),
+        len(x),
+        stage_ms,
+    )
+    run = _Runner(section, top1, y, log)
+    for codec in input_codecs():
+        run.add("input", codec, 0, _to_image_codec_scale(x), _cifar_net_on_codec_pixels(stages))
+    for split in range(1, len(stages)):
+        for codec in uniform_codecs():
+            run.add("uniform", codec, split, features[split], tail_function(stages, split))
+    for lc in learned:
+        run.add("learned", lc, lc.split, features[lc.split], tail_function(stages, lc.split))
+    section.targets = _cifar_targets(section)
+    return section
+
+
+def lite_section(
+    data: Cifar10, model_name: str, learned: list[LearnedCodec], limit: int, log: Log
+) -> Section:
+    from tierwise.models.efficientnet_lite import EfficientNetLite
+    from tierwise.optimize.compress_lite import upscaled
+
+    variant = model_name.removeprefix("efficientnet-")
+    model = EfficientNetLite(model_name, variant)
+    stages = model.as_sequential()
+    _check_fits(learned, stages)
+    x, _ = sample(data.x_test, data.y_test, limit)
+    inputs = np.concatenate(list(upscaled(x, model.image_size)))
+    splits = {c.split for c in learned}
+    features, stage_ms = _features(stages, inputs, splits, 50)
+    top1 = tail_function(stages, 0)(inputs).argmax(1)
+    section = Section(
+        model_name,
+        f"{model_name} at {model.image_size}×{model.image_size}: top-1 agreement with the "
+        "unsplit network (CIFAR-10 test images, upscaled)",
+        "agreement",
+        1.0,
+        len(x),
+        stage_ms,
+    )
+    run = _Runner(section, top1, None, log)
+    for codec in input_codecs():
+        run.add("input", codec, 0, inputs, tail_function(stages, 0))
+    for split in sorted(splits):
+        for codec in uniform_codecs():
+            run.add("uniform", codec, split, features[split], tail_function(stages, split))
+    for lc in learned:
+        run.add("learned", lc, lc.split, features[lc.split], tail_function(stages, lc.split))
+    section.targets = _lite_targets(section, learned)
+    return section
 
 
 def run_compression_bench(
     data: Cifar10,
-    backbone: Path,
+    backbone: Path | None,
     codec_files: list[Path],
     console: Console,
     out: Path,
     limit: int | None = None,
+    lite_limit: int = 500,
 ) -> dict[str, Any]:
-    stages, card = load(backbone)
-    x, y = sample(data.x_test, data.y_test, limit)
-    inputs = np.concatenate(batches(x))
-    with torch.inference_mode():
-        reference = np.concatenate([stages(torch.from_numpy(b)).numpy() for b in batches(x)])
-    top1 = reference.argmax(1)
-    accuracy = float(np.mean(top1 == y))
-    learned = [load_codec(p) for p in codec_files]
-    for lc in learned:
-        _check_fits(lc, stages)
-    features, stage_ms = _features_by_split(stages, inputs)
-    rows: list[Row] = []
-
-    def add(family: str, codec: Codec, split: int, at_split: np.ndarray, tail: Any) -> None:
-        score = score_codec(codec, split, at_split, tail, top1, y)
-        head, rest = sum(stage_ms[:split]), sum(stage_ms[split:])
-        transfer = 1e3 * score.wire_bytes / LINK_BYTES_PER_S
-        latency = head + score.encode_ms + transfer + score.decode_ms + rest
-        rows.append(Row(family, score, latency))
-        console.log(
-            f"{family:8} {codec.name:24} split {split}: {score.wire_bytes:8.1f} B, "
-            f"accuracy {score.accuracy or 0:.2%}"
-        )
-
-    pixels = _as_image_codec_input(x)
-    for codec in input_codecs():
-        add("input", codec, 0, pixels, _whole_net_on_codec_pixels(stages))
-    for split in range(1, len(stages)):
-        for codec in uniform_codecs():
-            add("uniform", codec, split, features[split], tail_function(stages, split))
-    for lc in learned:
-        add("learned", lc, lc.split, features[lc.split], tail_function(stages, lc.split))
-    result = _summarise(rows, accuracy, card, stage_ms, len(x))
-    write_results(out, "compression", result, _markdown(result, rows, accuracy))
-    _plot(rows, accuracy, out / "compression.png")
-    console.print(_rich_table(rows, accuracy))
-    for line in result["targets"]["lines"]:
-        console.print(line)
+    """Every task that has a backbone (CIFAR-10) or learned codecs (EfficientNet-Lite)."""
+    by_model: dict[str, list[LearnedCodec]] = {}
+    for path in codec_files:
+        codec = load_codec(path)
+        by_model.setdefault(codec.model, []).append(codec)
+    sections = []
+    if backbone is not None:
+        cifar = [c for m, cs in by_model.items() if not m.startswith("efficientnet-") for c in cs]
+        sections.append(cifar_section(data, backbone, cifar, limit, console.log))
+    for model, codecs in sorted(by_model.items()):
+        if model.startswith("efficientnet-"):
+            sections.append(lite_section(data, model, codecs, lite_limit, console.log))
+    result = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
+    result["tasks"] = {s.key: _section_json(s) for s in sections}
+    write_results(out, "compression", result, _markdown(sections))
+    _plot(sections, out / "compression.png")
+    for s in sections:
+        console.print(_rich_table(s))
+        for line in s.targets["lines"]:
+            console.print(line)
     console.print(f"wrote {out / 'compression.md'}, compression.json and compression.png")
     return result
 
 
-def _check_fits(codec: LearnedCodec, stages: nn.Sequential) -> None:
-    if not 1 <= codec.split < len(stages):
-        raise ValueError(f"codec {codec.name}: split {codec.split} does not exist in this model")
+def _check_fits(codecs: Iterable[LearnedCodec], stages: nn.Sequential) -> None:
+    for codec in codecs:
+        if not 1 <= codec.split < len(stages):
+            raise ValueError(f"codec {codec.name}: split {codec.split} does not exist here")
 
 
-def _features_by_split(
-    stages: nn.Sequential, inputs: np.ndarray
-) -> tuple[dict[int, np.ndarray], list[float]]:
-    features, current = {}, inputs
-    stage_ms = []
-    for k in range(len(stages)):
-        stage_ms.append(_stage_ms(stages, current, k, k + 1))
-        with torch.inference_mode():
-            current = np.concatenate(
-                [
-                    stages[k](torch.from_numpy(current[i : i + 500])).numpy()
-                    for i in range(0, len(current), 500)
-                ]
-            )
-        features[k + 1] = current
-    return features, stage_ms
+# ---------------------------------------------------------------- targets
 
-
-# ---------------------------------------------------------------- summary
+MEASURES = ("payload", "wire")  # payload: what raw 3,072 B and a JPEG file are; wire: all
 
 
 def _size(r: Row, measure: str) -> float:
     return r.score.payload_bytes if measure == "payload" else r.score.wire_bytes
 
 
-def _best(
-    rows: list[Row], reference: float, max_loss_pt: float, families: set[str], measure: str
-) -> Row | None:
-    ok = [r for r in rows if r.family in families and r.loss_pt(reference) <= max_loss_pt]
+def _smallest(s: Section, rows: Iterable[Row], max_loss_pt: float, measure: str) -> Row | None:
+    ok = [r for r in rows if s.loss_pt(r) <= max_loss_pt + 1e-9]
     return min(ok, key=lambda r: _size(r, measure), default=None)
 
 
-def _targets(rows: list[Row], reference: float) -> dict[str, Any]:
-    """Both targets, counted on payload bytes (what the raw 3,072 B is) and on the wire."""
-    everything = {"input", "uniform", "learned"}
-    images = [r for r in rows if r.score.codec.startswith(("jpeg", "webp"))]
+def _describe(r: Row, measure: str) -> str:
+    return f"{r.score.codec} at split {r.score.split}, {_size(r, measure):.1f} B"
+
+
+def _cifar_targets(s: Section) -> dict[str, Any]:
+    """≤ 5% of raw at ≤ 0.5 pt loss; at ≤ 1 pt loss, half the best JPEG/WebP."""
+    images = [r for r in s.rows if r.score.codec.startswith(("jpeg", "webp"))]
     limit = TARGET_SHARE_OF_RAW * RAW_BYTES
     out: dict[str, Any] = {"lines": []}
-    for measure in ("payload", "wire"):
-        half_pt = _best(rows, reference, 0.5, everything, measure)
-        one_pt = _best(rows, reference, 1.0, everything, measure)
-        image = _best(images, reference, 1.0, {"input"}, measure)
+    for measure in MEASURES:
+        half_pt = _smallest(s, s.rows, 0.5, measure)
+        one_pt = _smallest(s, s.rows, 1.0, measure)
+        image = _smallest(s, images, 1.0, measure)
         met_raw = half_pt is not None and _size(half_pt, measure) <= limit
-        met_image = (
-            one_pt is not None
-            and image is not None
-            and _size(one_pt, measure) <= _size(image, measure) / 2
-        )
+        met_image = bool(one_pt and image and _size(one_pt, measure) <= _size(image, measure) / 2)
         out[measure] = {
             "within_half_pt": half_pt.score.as_dict() if half_pt else None,
             "within_one_pt": one_pt.score.as_dict() if one_pt else None,
@@ -210,42 +303,67 @@ def _targets(rows: list[Row], reference: float) -> dict[str, Any]:
         }
         if half_pt is not None:
             out["lines"].append(
-                f"[{measure} bytes] ≤0.5 pt loss: smallest is {half_pt.score.codec} at split "
-                f"{half_pt.score.split}, {_size(half_pt, measure):.1f} B "
-                f"({_size(half_pt, measure) / RAW_BYTES:.2%} of raw); target ≤ {limit:.1f} B: "
-                f"{'met' if met_raw else 'MISSED'}"
+                f"CIFAR-10 [{measure} bytes] ≤0.5 pt loss: smallest is "
+                f"{_describe(half_pt, measure)} ({_size(half_pt, measure) / RAW_BYTES:.2%} of raw);"
+                f" target ≤ {limit:.1f} B: {'met' if met_raw else 'MISSED'}"
             )
         if one_pt is not None and image is not None:
             out["lines"].append(
-                f"[{measure} bytes] ≤1 pt loss: smallest is {one_pt.score.codec} at split "
-                f"{one_pt.score.split}, {_size(one_pt, measure):.1f} B; best JPEG/WebP is "
-                f"{image.score.codec} at {_size(image, measure):.1f} B; target ≤ "
+                f"CIFAR-10 [{measure} bytes] ≤1 pt loss: smallest is {_describe(one_pt, measure)};"
+                f" best JPEG/WebP is {_describe(image, measure)}; target ≤ "
                 f"{_size(image, measure) / 2:.1f} B: {'met' if met_image else 'MISSED'}"
             )
     return out
 
 
-def _summarise(
-    rows: list[Row], reference: float, card: dict[str, Any], stage_ms: list[float], n: int
-) -> dict[str, Any]:
+def _lite_targets(s: Section, learned: list[LearnedCodec]) -> dict[str, Any]:
+    """≥ 97% agreement with ≤ 10% of JPEG-90's bytes; photos' agreement from the cards."""
+    jpeg90 = next(r for r in s.rows if r.score.codec == "jpeg90")
+    ok = [r for r in s.rows if r.score.agreement >= LITE_AGREEMENT]
+    photos = {c.name: _photo_agreement(c) for c in learned}
+    out: dict[str, Any] = {"lines": [], "photo_agreement_from_cards": photos}
+    for measure in MEASURES:
+        best = min(ok, key=lambda r: _size(r, measure), default=None)
+        limit = LITE_SHARE_OF_JPEG90 * _size(jpeg90, measure)
+        met = best is not None and _size(best, measure) <= limit
+        out[measure] = {"smallest_at_97": best.score.as_dict() if best else None, "met": met}
+        found = "nothing" if best is None else _describe(best, measure)
+        out["lines"].append(
+            f"{s.key} [{measure} bytes] ≥{LITE_AGREEMENT:.0%} agreement: smallest is {found}; "
+            f"JPEG-90 is {_size(jpeg90, measure):.1f} B; target ≤ {limit:.1f} B: "
+            f"{'met' if met else 'MISSED'}"
+        )
+    return out
+
+
+def _photo_agreement(codec: LearnedCodec) -> float | None:
+    also: dict[str, dict[str, Any]] = codec.card.get("also_measured", {})
+    for description, score in also.items():
+        if "photos" in description:
+            return float(score["agreement"])
+    return None
+
+
+# ---------------------------------------------------------------- output
+
+
+def _section_json(s: Section) -> dict[str, Any]:
     return {
-        "environment": environment(),
-        "task": "CIFAR-10 test images, our compact CNN",
-        "images": n,
-        "unsplit_accuracy": reference,
-        "backbone_card_accuracy_with_flip_tta": card.get("test_accuracy"),
-        "stage_ms": stage_ms,
-        "link_bytes_per_s": LINK_BYTES_PER_S,
+        "title": s.title,
+        "metric": s.metric,
+        "unsplit": s.reference,
+        "images": s.images,
+        "stage_ms": s.stage_ms,
         "rows": [
             {
                 "family": r.family,
                 **r.score.as_dict(),
-                "loss_pt": r.loss_pt(reference),
+                "loss_pt": s.loss_pt(r),
                 "latency_ms_at_250KBps": r.latency_ms,
             }
-            for r in rows
+            for r in s.rows
         ],
-        "targets": _targets(rows, reference),
+        "targets": s.targets,
     }
 
 
@@ -255,82 +373,92 @@ _HEADERS = [
     "split",
     "wire B",
     "payload B",
-    "% of raw",
-    "accuracy",
+    "quality %",
     "loss pt",
-    "agreement",
+    "agreement %",
     "enc ms",
     "dec ms",
     "latency ms @250KB/s",
 ]
 
 
-def _cells(r: Row, reference: float) -> list[str]:
-    s = r.score
+def _cells(s: Section, r: Row) -> list[str]:
+    c = r.score
     return [
         r.family,
-        s.codec,
-        str(s.split),
-        f"{s.wire_bytes:.1f}",
-        f"{s.payload_bytes:.1f}",
-        f"{100 * s.wire_bytes / RAW_BYTES:.2f}",
-        f"{100 * (s.accuracy or 0):.2f}",
-        f"{r.loss_pt(reference):+.2f}",
-        f"{100 * s.agreement:.2f}",
-        f"{s.encode_ms:.3f}",
-        f"{s.decode_ms:.3f}",
+        c.codec,
+        str(c.split),
+        f"{c.wire_bytes:.1f}",
+        f"{c.payload_bytes:.1f}",
+        f"{100 * r.quality(s.metric):.2f}",
+        f"{s.loss_pt(r):+.2f}",
+        f"{100 * c.agreement:.2f}",
+        f"{c.encode_ms:.3f}",
+        f"{c.decode_ms:.3f}",
         f"{r.latency_ms:.2f}",
     ]
 
 
-def _markdown(result: dict[str, Any], rows: list[Row], reference: float) -> str:
-    ordered = sorted(rows, key=lambda r: (r.family != "learned", r.score.wire_bytes))
+def _ordered(s: Section) -> list[Row]:
+    return sorted(s.rows, key=lambda r: (r.family != "learned", r.score.wire_bytes))
+
+
+def _markdown(sections: list[Section]) -> str:
     parts = [
-        "# Compression: bytes per image against accuracy (CIFAR-10)",
+        "# Compression: bytes per image against quality",
         "",
-        f"{result['images']} test images; unsplit network {100 * reference:.2f}% (no test-time "
-        "flip). Bytes are per image, one wire message each; payload excludes the 20-byte "
-        "header and the JSON metadata. Latency: one image at 250 KB/s, compute on this machine.",
-        "",
-        *[f"- {line}" for line in result["targets"]["lines"]],
-        "",
-        markdown_table(_HEADERS, [_cells(r, reference) for r in ordered]),
+        "Bytes are per image, one wire message each. *Payload* is what the codec produces;"
+        " *wire* adds the 20-byte header, shape and JSON metadata. Quality is the task's"
+        " metric; loss is in points against the unsplit network. Latency: one image at"
+        " 250 KB/s, compute on this machine.",
     ]
+    for s in sections:
+        parts += [
+            "",
+            f"## {s.title}",
+            "",
+            f"{s.images} images; unsplit network: {100 * s.reference:.2f}% {s.metric}.",
+            "",
+            *[f"- {line}" for line in s.targets["lines"]],
+            "",
+            markdown_table(_HEADERS, [_cells(s, r) for r in _ordered(s)]),
+        ]
     return "\n".join(parts)
 
 
-def _rich_table(rows: list[Row], reference: float) -> Table:
-    table = Table(title=f"compression (unsplit {100 * reference:.2f}%)")
+def _rich_table(s: Section) -> Table:
+    table = Table(title=f"{s.title} (unsplit {100 * s.reference:.2f}%)")
     for h in _HEADERS:
         table.add_column(h, justify="left" if h in ("family", "codec") else "right")
-    for r in sorted(rows, key=lambda r: (r.family != "learned", r.score.wire_bytes)):
-        table.add_row(*_cells(r, reference))
+    for r in _ordered(s):
+        table.add_row(*_cells(s, r))
     return table
 
 
-def _plot(rows: list[Row], reference: float, path: Path) -> None:
+def _plot(sections: list[Section], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    groups: dict[str, list[Row]] = {}
-    for r in rows:
-        groups.setdefault(_series(r), []).append(r)
-    for label, members in sorted(groups.items()):
-        members.sort(key=lambda r: r.score.wire_bytes)
-        xs = [r.score.wire_bytes for r in members]
-        ys = [100 * (r.score.accuracy or 0) for r in members]
-        ax.plot(xs, ys, marker="o", markersize=3, label=label, linewidth=1)
-    ax.axhline(100 * reference, color="black", linewidth=0.8, linestyle=":", label="unsplit")
-    ax.axvline(TARGET_SHARE_OF_RAW * RAW_BYTES, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per image on the wire (log)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(max(0, 100 * reference - 15), 100 * reference + 2)
-    ax.set_title("CIFAR-10: rate against accuracy")
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig, axes = plt.subplots(1, len(sections), figsize=(8 * len(sections), 5), squeeze=False)
+    for ax, s in zip(axes[0], sections, strict=True):
+        groups: dict[str, list[Row]] = {}
+        for r in s.rows:
+            groups.setdefault(_series(r), []).append(r)
+        for label, members in sorted(groups.items()):
+            members.sort(key=lambda r: r.score.wire_bytes)
+            xs = [r.score.wire_bytes for r in members]
+            ys = [100 * r.quality(s.metric) for r in members]
+            style = "-" if label.startswith("learned") else "--" if "split" in label else ":"
+            ax.plot(xs, ys, marker="o", markersize=3, label=label, linewidth=1, linestyle=style)
+        ax.axhline(100 * s.reference, color="black", linewidth=0.8, linestyle=":", label="unsplit")
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per image on the wire (log)")
+        ax.set_ylabel(f"{s.metric} (%)")
+        ax.set_ylim(max(0, 100 * s.reference - 15), 100 * s.reference + 2)
+        ax.set_title(s.title, fontsize=9)
+        ax.legend(fontsize=6, loc="lower right", ncol=2)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -344,6 +472,5 @@ def _series(r: Row) -> str:
         return "png" if name == "png" else name.rstrip("0123456789")
     if r.family == "learned":
         return f"learned @split {r.score.split}"
-    return (
-        f"{name.split('+')[0][:1]}-bits{'+zstd' if '+zstd' in name else ''} @split {r.score.split}"
-    )
+    zstd = "+zstd" if "+zstd" in name else ""
+    return f"uniform 8/4/2-bit{zstd} @split {r.score.split}"

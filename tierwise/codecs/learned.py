@@ -147,6 +147,9 @@ class LearnedCodec(Codec):
             out: np.ndarray = self.net.decoder(y).numpy()
         return out[:, :, : shape[2], : shape[3]]
 
+    def save(self, path: Path) -> None:
+        save_codec(self.net, self.header, path)
+
     def _form(self) -> str:
         return "×".join(map(str, self.input_shape))
 

@@ -17,6 +17,7 @@ where the feature map is smallest for its depth:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import threading
@@ -156,6 +157,18 @@ class EfficientNetLite(StagedModel):
             if index == 0:
                 modules += [net._conv_stem, net._bn0]
         return sum(p.numel() for m in modules for p in m.parameters())
+
+    def as_sequential(self) -> Any:
+        """The stages as one ``torch.nn.Sequential`` (frozen), to train codecs against."""
+        from tierwise.models.torch_stages import StageModule
+
+        stages = [
+            StageModule(self._net, functools.partial(self._stage_forward, i))
+            for i in range(len(self.stages))
+        ]
+        for p in self._net.parameters():
+            p.requires_grad_(False)
+        return self._torch.nn.Sequential(*stages).eval()
 
     def whole_model_logits(self, x: np.ndarray) -> np.ndarray:
         """The unsplit network's own forward pass, as a reference for split equality."""

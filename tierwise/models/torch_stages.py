@@ -1,0 +1,20 @@
+"""A stage of a torch network as a module of its own, so stages compose with ``[a:b]``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class StageModule(nn.Module):
+    """Runs ``forward`` (one stage of ``net``); holds ``net`` so train/eval reach it."""
+
+    def __init__(self, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.net = net
+        self._forward = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)

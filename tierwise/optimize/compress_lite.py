@@ -1,0 +1,80 @@
+"""The data side of ``tierwise compress train`` for EfficientNet-Lite, without labels.
+
+There are no ImageNet images here, so the codec learns by distillation from the unsplit
+network on unlabelled images of photos' kind: CIFAR-10 training images, upscaled to the
+network's input size. Its card measures top-1 agreement on images training never saw:
+upscaled CIFAR-10 test images, and the real photos that ship in installed packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from tierwise.codecs.learned import LearnedCodec
+from tierwise.datasets.cifar10 import Cifar10
+from tierwise.datasets.photos import photo_set
+from tierwise.models.efficientnet_lite import EfficientNetLite
+from tierwise.optimize.compress_cifar import sample
+from tierwise.optimize.compress_job import CompressJob, HeldOut, Step, run_job
+from tierwise.optimize.compress_train import CompressConfig
+
+_MEAN, _STD = 127.0, 128.0
+
+
+def upscaled(images: np.ndarray, size: int, batch: int = 50) -> Iterator[np.ndarray]:
+    """uint8 N×32×32×3 → batches of N×3×size×size in the network's [-1, 1] scaling."""
+    for i in range(0, len(images), batch):
+        big = [
+            np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+            for img in images[i : i + batch]
+        ]
+        x = (np.stack(big).astype(np.float32) - _MEAN) / _STD
+        yield x.transpose(0, 3, 1, 2).copy()
+
+
+def photo_inputs(model: EfficientNetLite) -> np.ndarray:
+    return np.concatenate([model.preprocess(image) for _, image in photo_set()])
+
+
+def compress_lite(
+    model_name: str,
+    variant: str,
+    config: CompressConfig,
+    variants: tuple[tuple[float, str], ...],
+    data: Cifar10,
+    train_images: int = 5000,
+    test_images: int = 1000,
+    step: Step = lambda *_: None,
+) -> list[LearnedCodec]:
+    model = EfficientNetLite(model_name, variant)
+    stages = model.as_sequential()
+    size = model.image_size
+    if not 1 <= config.split < len(stages):
+        raise ValueError(f"split must be between 1 and {len(stages) - 1}, got {config.split}")
+    x_train, _ = sample(data.x_train, data.y_train, train_images)
+    x_test, _ = sample(data.x_test, data.y_test, test_images)
+    photos = photo_inputs(model)
+    held = [
+        HeldOut.build(
+            f"{len(x_test)} CIFAR-10 test images upscaled to {size}×{size}",
+            stages,
+            config.split,
+            upscaled(x_test, size),
+        ),
+        HeldOut.build(
+            f"{len(photos)} real photos (scikit-image, matplotlib; crops and mirrors)",
+            stages,
+            config.split,
+            [photos[i : i + 16] for i in range(0, len(photos), 16)],
+        ),
+    ]
+    card = {
+        "backbone": f"EfficientNet-Lite ({variant}), pretrained on ImageNet, frozen",
+        "trained_on": f"{len(x_train)} CIFAR-10 training images upscaled to {size}×{size}, "
+        "no labels (distillation from the unsplit network)",
+    }
+    job = CompressJob(stages, model_name, config, variants, card)
+    return run_job(job, upscaled(x_train, size), len(x_train), None, held, step)
