@@ -255,3 +255,20 @@ def test_lite_stages_as_torch_modules_are_the_served_model() -> None:
     tiny = np.full((3, 32, 32, 3), 255, np.uint8)
     (batch,) = list(upscaled(tiny, 224))
     assert batch.shape == (3, 3, 224, 224) and np.allclose(batch, 1.0, atol=0.01)
+
+
+def test_the_placement_bench_adds_learned_codecs_as_fixed_plans(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from tierwise.bench.placement import with_learned_codecs
+    from tierwise.codecs.learned import save_codec
+    from tierwise.config import default_spec
+
+    header = {"name": "lite-ib", "model": "efficientnet-lite0", "split": 5}
+    path = tmp_path / "lite-ib.npz"
+    save_codec(BottleneckNet(320, 4, 8, 1), {**header, "input_shape": [320, 7, 7]}, path)
+    spec, plans = with_learned_codecs(default_spec(), [path])
+    assert plans == ["split@5/edge/lite-ib"]
+    assert getattr(spec.models["efficientnet-lite0"], "codecs", None) == [path]
+    with pytest.raises(InputError, match="trained for cifar-tiny"):
+        with_learned_codecs(default_spec(), [trained[1]])

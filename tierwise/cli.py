@@ -488,13 +488,17 @@ def bench_placement(
     out: ResultsOpt = Path("bench/results"),
     photos: Annotated[int, typer.Option(help="Photos per (bandwidth, plan) cell.")] = 20,
     steps: Annotated[str | None, typer.Option(help="Comma-separated KB/s steps.")] = None,
+    codecs: Annotated[
+        list[Path] | None,
+        typer.Option(help="Learned EfficientNet-Lite0 codecs to add as plans (repeatable)."),
+    ] = None,
 ) -> None:
     """Every fixed plan and auto at each bandwidth; regret, step changes, planner cost, LLM $."""
     from tierwise.bench.placement import run_placement_bench
 
     rates = [float(s) for s in steps.split(",")] if steps else None
     try:
-        run_placement_bench(_spec(config), console, out, photos=photos, steps=rates)
+        run_placement_bench(_spec(config), console, out, photos=photos, steps=rates, codecs=codecs)
     except TierwiseError as exc:
         raise _fail(exc) from exc
 

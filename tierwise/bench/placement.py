@@ -3,7 +3,8 @@
 On the embedded three-tier cluster (device EMULATED 4x slower than the edge), with real
 photos and EfficientNet-Lite0, at each bandwidth step of the device's links it runs every
 fixed plan (device only, edge only, cloud only, each split point to the edge with q8
-features) and ``auto`` (the planner), all through the same gateway, side by side. Then:
+features, and each learned codec given with ``--codecs`` at its split point) and
+``auto`` (the planner), all through the same gateway, side by side. Then:
 
 - a step change mid-run, both ways, counting requests until ``auto`` switches;
 - the planner's own cost per decision over the real plan table;
@@ -31,6 +32,7 @@ from rich.table import Table
 from tierwise.bench.report import environment, markdown_table, write_results
 from tierwise.config import ClusterSpec
 from tierwise.datasets.photos import jpeg_bytes, photo_set
+from tierwise.errors import InputError
 from tierwise.net.link_client import LinkClient
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import ClusterState, read_api_key
@@ -129,20 +131,20 @@ class _Bench:
             agrees,
         )
 
-    def step(self, kbps: float) -> dict[str, Any]:
+    def step(self, kbps: float, fixed: list[str]) -> dict[str, Any]:
         """Every plan on every photo, interleaved (photo by photo, in a rotating order) so
         that drifting load on this shared machine falls on all plans alike."""
         self.set_bandwidth(kbps)
         for i in range(WARMUP):  # let the gateway see the new link before auto is timed
             self.classify(i % len(self.photos), None)
-        plans: list[str | None] = [*FIXED_PLANS, None]
+        plans: list[str | None] = [*fixed, None]
         cells = {plan: Cell() for plan in plans}
         for i in range(len(self.photos)):
             shift = i % len(plans)
             for plan in plans[shift:] + plans[:shift]:
                 cells[plan].samples.append(self.classify(i, plan))
         summary = {plan or "auto": cell.summary() for plan, cell in cells.items()}
-        best = min(FIXED_PLANS, key=lambda p: summary[p]["p50_ms"])
+        best = min(fixed, key=lambda p: summary[p]["p50_ms"])
         regret = summary["auto"]["p50_ms"] / summary[best]["p50_ms"] - 1
         return {"kbps": kbps, "plans": summary, "best_fixed": best, "auto_regret": regret}
 
@@ -250,8 +252,11 @@ def run_placement_bench(
     out_dir: Path,
     photos: int = 20,
     steps: list[float] | None = None,
+    codecs: list[Path] | None = None,
 ) -> dict[str, Any]:
     steps = steps or [float(s) for s in STEPS_KBPS]
+    spec, learned = with_learned_codecs(spec, codecs or [])
+    fixed = FIXED_PLANS + learned
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
         cluster = LocalCluster(spec.with_free_ports(), Path(tmp))
         with console.status("starting the cluster and its gateway (first start profiles)..."):
@@ -260,8 +265,8 @@ def run_placement_bench(
         try:
             results = []
             for kbps in steps:
-                with console.status(f"{kbps:g} KB/s: {len(FIXED_PLANS)} fixed plans and auto..."):
-                    results.append(bench.step(kbps))
+                with console.status(f"{kbps:g} KB/s: {len(fixed)} fixed plans and auto..."):
+                    results.append(bench.step(kbps, fixed))
                 r = results[-1]
                 console.log(
                     f"{kbps:g} KB/s: best fixed {r['best_fixed']} "
@@ -281,6 +286,7 @@ def run_placement_bench(
         "environment": environment(),
         "model": MODEL,
         "photos": photos,
+        "fixed_plans": fixed,
         "steps": results,
         "step_changes": changes,
         "planner": planner,
@@ -291,6 +297,21 @@ def run_placement_bench(
     _print(console, data)
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return data
+
+
+def with_learned_codecs(spec: ClusterSpec, files: list[Path]) -> tuple[ClusterSpec, list[str]]:
+    """The spec with ``files`` added to the model's codecs, and a fixed plan for each."""
+    from tierwise.codecs.codec_file import read_header
+
+    headers = [read_header(path) for path in files]
+    for path, header in zip(files, headers, strict=True):
+        if header.model != MODEL:
+            raise InputError(f"{path}: trained for {header.model}, this bench runs {MODEL}")
+    if not files:
+        return spec, []
+    model = spec.models[MODEL].model_copy(update={"codecs": list(files)})
+    updated = spec.model_copy(update={"models": {**spec.models, MODEL: model}})
+    return updated, [f"split@{h.split}/edge/{h.name}" for h in headers]
 
 
 def _step_changes(
@@ -320,7 +341,7 @@ def _step_changes(
 def _rows(data: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for step in data["steps"]:
-        for plan in [*FIXED_PLANS, "auto"]:
+        for plan in [*data["fixed_plans"], "auto"]:
             c = step["plans"][plan]
             mark = " (best)" if plan == step["best_fixed"] else ""
             used = ", ".join(c["plans_used"]) if plan == "auto" else ""
@@ -432,7 +453,7 @@ def _plot(data: dict[str, Any], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     rates = [s["kbps"] for s in data["steps"]]
-    for plan in [*FIXED_PLANS, "auto"]:
+    for plan in [*data["fixed_plans"], "auto"]:
         p50 = [s["plans"][plan]["p50_ms"] for s in data["steps"]]
         style = (
             {"linewidth": 3, "color": "black"} if plan == "auto" else {"linewidth": 1, "alpha": 0.8}

@@ -58,20 +58,9 @@ class HeldOut:
         batches: Iterable[np.ndarray],
         labels: np.ndarray | None = None,
     ) -> HeldOut:
-        head, tail = stages[:split].eval(), stages[split:].eval()
-        feats, top1 = [], []
-        with torch.inference_mode():
-            for batch in batches:
-                f = head(torch.from_numpy(batch))
-                feats.append(f.numpy())
-                top1.append(tail(f).numpy().argmax(1))
-        return cls(
-            description,
-            np.concatenate(feats),
-            np.concatenate(top1),
-            labels,
-            tail_function(stages, split),
-        )
+        seen = cache_features(stages, batches, split, labels, dtype=np.float32)
+        reference = seen.teacher.argmax(1)
+        return cls(description, seen.features, reference, labels, tail_function(stages, split))
 
     def score(self, codec: LearnedCodec) -> CodecScore:
         return score_codec(

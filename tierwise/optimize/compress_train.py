@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class CompressConfig:
 class FeatureSet:
     """Head features at a split, with the unsplit model's logits and (maybe) labels."""
 
-    features: np.ndarray  # float16, N×C×H×W
+    features: np.ndarray  # N×C×H×W, float16 for training
     teacher: np.ndarray  # float32, N×classes
     labels: np.ndarray | None = None
 
@@ -63,14 +64,16 @@ def cache_features(
     split: int,
     labels: np.ndarray | None = None,
     progress: Callable[[int], None] = lambda _: None,
+    dtype: type[np.floating[Any]] = np.float16,
 ) -> FeatureSet:
-    """Run the head over every batch once; keep its output and the full model's logits."""
+    """Run the head over every batch once; keep its output (float16 unless told) and the
+    full model's logits."""
     head, tail = stages[:split].eval(), stages[split:].eval()
     features, teacher = [], []
     with torch.inference_mode():
         for batch in batches:
             f = head(torch.from_numpy(batch))
-            features.append(f.to(torch.float16).numpy())
+            features.append(f.numpy().astype(dtype))
             teacher.append(tail(f).numpy())
             progress(len(batch))
     return FeatureSet(np.concatenate(features), np.concatenate(teacher), labels)
