@@ -35,3 +35,13 @@ def read_arrays(path: Path, fmt: str, missing: str) -> tuple[dict[str, np.ndarra
         if meta.get("format") != fmt:
             raise InputError(f"{path}: format {meta.get('format')!r}, expected {fmt!r}")
         return {k: z[k].copy() for k in z.files if k != "meta"}, meta
+
+
+def read_format(path: Path) -> str | None:
+    """The ``format`` a file says it holds (None when it is not such a file)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fmt = json.loads(bytes(z["meta"]).decode()).get("format")
+    except (OSError, KeyError, ValueError):
+        return None
+    return fmt if isinstance(fmt, str) else None

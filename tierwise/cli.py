@@ -19,7 +19,10 @@ from tierwise.errors import ConfigError, InputError, TierwiseError
 from tierwise.units import format_rate
 
 if TYPE_CHECKING:
+    from tierwise.codecs.learned import LearnedCodec
+    from tierwise.datasets.cifar10 import Cifar10
     from tierwise.net.link_client import LinkClient
+    from tierwise.optimize.compress_train import CompressConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -594,6 +597,9 @@ def bench_compression(
     lite_limit: Annotated[
         int, typer.Option(min=1, help="Upscaled test images for EfficientNet-Lite.")
     ] = 500,
+    vqa: Annotated[Path, typer.Option(help="VQA network from `tierwise train vqa`.")] = Path(
+        "models/vqa-net.npz"
+    ),
     data: Annotated[
         Path | None,
         typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
@@ -612,7 +618,12 @@ def bench_compression(
         backbone = model if model.is_file() else None
         if backbone is None:
             console.print(f"[yellow]no CIFAR-10 network at {model}: CIFAR-10 is left out[/]")
-        run_compression_bench(dataset, backbone, files, console, out, limit, lite_limit)
+        if not vqa.is_file():
+            console.print(f"[yellow]no VQA network at {vqa}: easy-vqa is left out[/]")
+        run_compression_bench(
+            dataset, backbone, files, console, out, limit, lite_limit,
+            vqa if vqa.is_file() else None,
+        )  # fmt: skip
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
 
@@ -759,6 +770,43 @@ def train_cifar10(
     )
 
 
+@train_app.command("vqa")
+def train_vqa_command(
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the 4,000 images.")] = 8,
+    width: Annotated[int, typer.Option(min=4, help="Channels of the first image stage.")] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (Adam).")] = 2e-3,
+    out: Annotated[Path, typer.Option(help="Where to write the network (.npz).")] = Path(
+        "models/vqa-net.npz"
+    ),
+) -> None:
+    """Train the easy-vqa network (image CNN × question bag of words) from the easy-vqa wheel."""
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.easy_vqa import load_easy_vqa
+    from tierwise.models.vqa_net import save
+    from tierwise.optimize.train_vqa import VqaTrainConfig, train_vqa
+
+    try:
+        data = load_easy_vqa(cache_dir())
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    config = VqaTrainConfig(epochs=epochs, width=width, lr=lr)
+    with _phase_progress() as step:
+        result = train_vqa(data, config, lambda done, total, _row: step("training", done, total))
+    card = {
+        "dataset": "easy-vqa (the easy-vqa wheel)",
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": round(result.seconds, 1),
+        "config": config.__dict__,
+        "history": result.history,
+    }
+    meta = {"vocab": data.vocab, "answers": data.answers, "width": width, "card": card}
+    save(result.net, meta, out)
+    console.print(
+        f"test accuracy {result.test_accuracy:.2%} on {len(data.test)} questions after "
+        f"{epochs} epochs ({result.seconds / 60:.1f} min); wrote {out}"
+    )
+
+
 compress_app = typer.Typer(help="Learned feature codecs for split inference.", no_args_is_help=True)
 app.add_typer(compress_app, name="compress")
 
@@ -805,12 +853,15 @@ def compress_train(
     """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card.
 
     EfficientNet-Lite codecs learn without labels, by distillation on upscaled CIFAR-10."""
+    from tierwise.arrays_file import read_format
     from tierwise.cache import cache_dir
     from tierwise.datasets.cifar10 import load_cifar10
+    from tierwise.models.vqa_net import FORMAT as VQA_FORMAT
     from tierwise.optimize.compress_train import CompressConfig
 
     lite = model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
-    owner = model_name or (model if lite else "cifar10-net")
+    vqa = not lite and read_format(Path(model)) == VQA_FORMAT
+    owner = model_name or (model if lite else "vqa-net" if vqa else "cifar10-net")
     stem = name or f"{owner}-s{split}"
     names = [stem if name and len(beta) == 1 else f"{stem}-b{b:g}" for b in beta]
     folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
@@ -819,25 +870,51 @@ def compress_train(
     )
     variants = tuple(zip(beta, names, strict=True))
     try:
-        dataset = load_cifar10(folder, cache_dir())
-        with _phase_progress() as step:
-            if lite:
-                from tierwise.optimize.compress_lite import compress_lite
+        if vqa:
+            from tierwise.datasets.easy_vqa import load_easy_vqa
+            from tierwise.optimize.compress_vqa import compress_vqa
 
-                variant = model.removeprefix("efficientnet-")
-                codecs = compress_lite(
-                    owner, variant, config, variants, dataset,
-                    images or 5000, test_images or 1000, step,
-                )  # fmt: skip
-            else:
-                from tierwise.optimize.compress_cifar import compress_cifar
-
-                codecs = compress_cifar(
-                    Path(model), owner, config, variants, dataset,
-                    labels, images, test_images, step,
-                )  # fmt: skip
+            questions = load_easy_vqa(cache_dir())
+            with _phase_progress() as step:
+                codecs = compress_vqa(Path(model), owner, config, variants, questions, labels, step)
+        else:
+            dataset = load_cifar10(folder, cache_dir())
+            codecs = _compress_images(
+                model, lite, owner, config, variants, labels, images, test_images, dataset
+            )
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
+    _report_codecs(codecs, out)
+
+
+def _compress_images(
+    model: str,
+    lite: bool,
+    owner: str,
+    config: CompressConfig,
+    variants: tuple[tuple[float, str], ...],
+    labels: bool,
+    images: int | None,
+    test_images: int | None,
+    dataset: Cifar10,
+) -> list[LearnedCodec]:
+    """EfficientNet-Lite (by distillation on upscaled CIFAR-10) or our CIFAR-10 network."""
+    with _phase_progress() as step:
+        if lite:
+            from tierwise.optimize.compress_lite import compress_lite
+
+            variant = model.removeprefix("efficientnet-")
+            return compress_lite(
+                owner, variant, config, variants, dataset, images or 5000, test_images or 1000, step
+            )
+        from tierwise.optimize.compress_cifar import compress_cifar
+
+        return compress_cifar(
+            Path(model), owner, config, variants, dataset, labels, images, test_images, step
+        )
+
+
+def _report_codecs(codecs: list[LearnedCodec], out: Path) -> None:
     for codec in codecs:
         codec.save(out / f"{codec.name}.npz")
         m = codec.card["measured"]

@@ -1,11 +1,13 @@
 """``tierwise bench compression``: bytes per image against quality, for every way to send.
 
-Two tasks, each sending what one request would send, one image per wire message:
+Three tasks, each sending what one request would send, one image per wire message:
 
 - **CIFAR-10** with our own network: accuracy on the test images;
 - **EfficientNet-Lite0 at 224×224**: top-1 agreement with the unsplit network on
   CIFAR-10 test images upscaled to 224×224 (no ImageNet labels here); the cards of its
-  learned codecs add agreement on real photos.
+  learned codecs add agreement on real photos;
+- **easy-vqa** with our own VQA network: accuracy over the test questions, where the
+  image (or its features) is compressed and the question goes along as text.
 
 The methods are **input** codecs (split 0: PNG, JPEG and WebP at several qualities; the
 receiver runs the whole network), **uniform** per-channel 8/4/2-bit feature codecs
@@ -51,6 +53,7 @@ QUALITIES = (10, 25, 50, 75, 90)
 TARGET_SHARE_OF_RAW = 0.05  # CIFAR-10: ≤ 5% of raw bytes at ≤ 0.5 pt loss
 LITE_AGREEMENT = 0.97  # Lite0: ≥ 97% agreement with ≤ 10% of JPEG-90's bytes
 LITE_SHARE_OF_JPEG90 = 0.10
+VQA_MODEL = "vqa-net"  # the name `tierwise compress train` gives VQA codecs' model
 Log = Callable[[str], None]
 
 
@@ -128,12 +131,20 @@ def _features(
 class _Runner:
     """Scores codecs on one task and collects rows."""
 
-    def __init__(self, section: Section, top1: np.ndarray, labels: np.ndarray | None, log: Log):
+    def __init__(
+        self,
+        section: Section,
+        top1: np.ndarray,
+        labels: np.ndarray | None,
+        log: Log,
+        context: np.ndarray | None = None,
+    ):
         self.section, self.top1, self.labels, self.log = section, top1, labels, log
+        self.context = context
 
     def add(self, family: str, codec: Codec, split: int, inputs: np.ndarray, tail: Any) -> None:
         s = self.section
-        score = score_codec(codec, split, inputs, tail, self.top1, self.labels)
+        score = score_codec(codec, split, inputs, tail, self.top1, self.labels, self.context)
         head, rest = sum(s.stage_ms[:split]), sum(s.stage_ms[split:])
         transfer = 1e3 * score.wire_bytes / LINK_BYTES_PER_S
         latency = head + score.encode_ms + transfer + score.decode_ms + rest
@@ -226,27 +237,87 @@ def lite_section(
     return section
 
 
+def vqa_section(model_path: Path, learned: list[LearnedCodec], log: Log) -> Section:
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.easy_vqa import load_easy_vqa
+    from tierwise.models.vqa_net import load as load_vqa
+    from tierwise.models.vqa_net import pixels_to_input
+    from tierwise.optimize.compress_vqa import image_features, numpy_tail
+
+    net, _ = load_vqa(model_path)
+    data = load_easy_vqa(cache_dir())
+    test = data.test
+    questions = data.bag_of_words(test.questions)
+    pixels = pixels_to_input(test.images)[test.image_of]
+    n = len(net.image)
+    whole = numpy_tail(net, 0)
+    top1 = np.concatenate(
+        [
+            whole(pixels[i : i + 2000], questions[i : i + 2000]).argmax(1)
+            for i in range(0, len(pixels), 2000)
+        ]
+    )
+    stage_ms = [_stage_ms(net.image, pixels_to_input(test.images[:15]), k) for k in range(n)]
+    stage_ms.append(_tail_ms(numpy_tail(net, n), image_features(net, test, n)[:15], questions[:15]))
+    section = Section(
+        "easy-vqa",
+        "easy-vqa, our VQA network: test accuracy over questions (image features compressed)",
+        "accuracy",
+        float(np.mean(top1 == test.answers)),
+        len(test),
+        stage_ms,
+    )
+    run = _Runner(section, top1, test.answers, log, questions)
+    for codec in input_codecs():
+        run.add("input", codec, 0, pixels, whole)
+    for at in range(1, n + 1):
+        features = image_features(net, test, at)[test.image_of]
+        for codec in uniform_codecs():
+            run.add("uniform", codec, at, features, numpy_tail(net, at))
+        for lc in (c for c in learned if c.split == at):
+            run.add("learned", lc, at, features, numpy_tail(net, at))
+    section.targets = _vqa_targets(section)
+    return section
+
+
+def _is_cifar(model: str) -> bool:
+    """Codecs are grouped by the model they name: Lite and VQA names, CIFAR the rest."""
+    return not model.startswith("efficientnet-") and model != VQA_MODEL
+
+
+def _tail_ms(tail: Callable[..., np.ndarray], x: np.ndarray, context: np.ndarray) -> float:
+    times = []
+    for i in range(len(x)):
+        started = time.perf_counter()
+        tail(x[i : i + 1], context[i : i + 1])
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times[3:] or times)
+
+
 def run_compression_bench(
-    data: Cifar10,
+    data: Cifar10 | None,
     backbone: Path | None,
     codec_files: list[Path],
     console: Console,
     out: Path,
     limit: int | None = None,
     lite_limit: int = 500,
+    vqa: Path | None = None,
 ) -> dict[str, Any]:
-    """Every task that has a backbone (CIFAR-10) or learned codecs (EfficientNet-Lite)."""
+    """Every task that has a network (CIFAR-10, VQA) or learned codecs (EfficientNet-Lite)."""
     by_model: dict[str, list[LearnedCodec]] = {}
     for path in codec_files:
         codec = load_codec(path)
         by_model.setdefault(codec.model, []).append(codec)
     sections = []
-    if backbone is not None:
-        cifar = [c for m, cs in by_model.items() if not m.startswith("efficientnet-") for c in cs]
+    if backbone is not None and data is not None:
+        cifar = [c for m, cs in by_model.items() if _is_cifar(m) for c in cs]
         sections.append(cifar_section(data, backbone, cifar, limit, console.log))
     for model, codecs in sorted(by_model.items()):
-        if model.startswith("efficientnet-"):
+        if model.startswith("efficientnet-") and data is not None:
             sections.append(lite_section(data, model, codecs, lite_limit, console.log))
+    if vqa is not None:
+        sections.append(vqa_section(vqa, by_model.get(VQA_MODEL, []), console.log))
     result = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
     result["tasks"] = {s.key: _section_json(s) for s in sections}
     write_results(out, "compression", result, _markdown(sections))
@@ -342,6 +413,24 @@ def _photo_agreement(codec: LearnedCodec) -> float | None:
         if "photos" in description:
             return float(score["agreement"])
     return None
+
+
+def _vqa_targets(s: Section) -> dict[str, Any]:
+    """≤ 0.5 pt loss with ≥ 95% fewer bytes than the PNG input."""
+    png = next(r for r in s.rows if r.score.codec == "png")
+    out: dict[str, Any] = {"lines": []}
+    for measure in MEASURES:
+        best = _smallest(s, s.rows, 0.5, measure)
+        limit = 0.05 * _size(png, measure)
+        met = best is not None and _size(best, measure) <= limit
+        out[measure] = {"within_half_pt": best.score.as_dict() if best else None, "met": met}
+        found = "nothing" if best is None else _describe(best, measure)
+        out["lines"].append(
+            f"easy-vqa [{measure} bytes] ≤0.5 pt loss: smallest is {found}; PNG is "
+            f"{_size(png, measure):.1f} B; target ≤ {limit:.1f} B (−95%): "
+            f"{'met' if met else 'MISSED'}"
+        )
+    return out
 
 
 # ---------------------------------------------------------------- output

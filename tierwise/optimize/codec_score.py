@@ -38,13 +38,16 @@ def score_codec(
     codec: Codec,
     split: int,
     inputs: np.ndarray,
-    tail: Callable[[np.ndarray], np.ndarray],
+    tail: Callable[..., np.ndarray],
     reference: np.ndarray,
     labels: np.ndarray | None = None,
+    context: np.ndarray | None = None,
 ) -> CodecScore:
     """Send each of ``inputs`` (what arrives at the split) through ``codec``, run ``tail``.
 
-    ``reference`` is the unsplit model's top-1 for each instance."""
+    ``reference`` is the unsplit model's top-1 for each instance. With ``context`` (what
+    else each instance carries, such as a question), ``tail`` takes it as a second
+    argument."""
     sizes, payloads, enc_ms, dec_ms, restored = [], [], [], [], []
     for x in inputs:
         started = time.perf_counter()
@@ -56,7 +59,7 @@ def score_codec(
         dec_ms.append((time.perf_counter() - encoded) * 1e3)
         sizes.append(len(message))
         payloads.append(tensor.array.nbytes)
-    predicted = _predict(tail, np.stack(restored))
+    predicted = _predict(tail, np.stack(restored), context)
     return CodecScore(
         codec=codec.name,
         split=split,
@@ -71,6 +74,10 @@ def score_codec(
 
 
 def _predict(
-    tail: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 500
+    tail: Callable[..., np.ndarray], x: np.ndarray, context: np.ndarray | None, batch: int = 500
 ) -> np.ndarray:
-    return np.concatenate([tail(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    out = []
+    for i in range(0, len(x), batch):
+        extra = () if context is None else (context[i : i + batch],)
+        out.append(tail(x[i : i + batch], *extra).argmax(1))
+    return np.concatenate(out)

@@ -13,8 +13,14 @@ import numpy as np
 from tierwise.codecs.learned import LearnedCodec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_net import load, normalise
-from tierwise.optimize.compress_job import CompressJob, HeldOut, Step, run_job
-from tierwise.optimize.compress_train import CompressConfig
+from tierwise.optimize.compress_job import (
+    CompressJob,
+    HeldOut,
+    Step,
+    cached_training_features,
+    run_job,
+)
+from tierwise.optimize.compress_train import CompressConfig, frozen_tail
 
 
 def sample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -49,11 +55,11 @@ def compress_cifar(
         "source": model_card.get("dataset", ""),
         "trained_on": f"{len(x_train)} CIFAR-10 training images {kind}",
     }
-    job = CompressJob(stages, model_name, config, variants, card)
-    if not 1 <= config.split < len(stages):
-        raise ValueError(f"split must be between 1 and {len(stages) - 1}, got {config.split}")
-    held = HeldOut.build(
-        f"{len(x_test)} CIFAR-10 test images", stages, config.split, batches(x_test), y_test
-    )
+    job = CompressJob(model_name, config, variants, card)
     labels = y_train if use_labels else None
-    return run_job(job, batches(x_train), len(x_train), labels, [held], step)
+    split = config.split
+    features = cached_training_features(stages, batches(x_train), len(x_train), split, labels, step)
+    held = HeldOut.build(
+        f"{len(x_test)} CIFAR-10 test images", stages, split, batches(x_test), y_test
+    )
+    return run_job(job, features, frozen_tail(stages, split), [held], step)

@@ -19,7 +19,13 @@ from torch import nn
 
 from tierwise.codecs.learned import LearnedCodec
 from tierwise.optimize.codec_score import CodecScore, score_codec
-from tierwise.optimize.compress_train import CompressConfig, cache_features, train_bottleneck
+from tierwise.optimize.compress_train import (
+    CompressConfig,
+    FeatureSet,
+    Tail,
+    cache_features,
+    train_bottleneck,
+)
 
 Step = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -43,7 +49,8 @@ class HeldOut:
     features: np.ndarray
     reference: np.ndarray  # the unsplit network's top-1
     labels: np.ndarray | None
-    tail: Callable[[np.ndarray], np.ndarray]
+    tail: Callable[..., np.ndarray]  # (features[, context]) → logits
+    context: np.ndarray | None = None  # what else each instance carries (a question)
 
     @property
     def accuracy(self) -> float | None:
@@ -64,7 +71,13 @@ class HeldOut:
 
     def score(self, codec: LearnedCodec) -> CodecScore:
         return score_codec(
-            codec, codec.split, self.features, self.tail, self.reference, self.labels
+            codec,
+            codec.split,
+            self.features,
+            self.tail,
+            self.reference,
+            self.labels,
+            self.context,
         )
 
 
@@ -72,32 +85,41 @@ class HeldOut:
 class CompressJob:
     """Train one codec per (β, name) in ``variants``; they share one feature cache."""
 
-    stages: nn.Sequential
     model_name: str  # the name the codecs are for (as in the cluster spec)
     config: CompressConfig  # its ``beta`` is replaced by each variant's
     variants: tuple[tuple[float, str], ...]
     card: dict[str, Any]  # what the backbone and the data were, for the model card
 
 
+def cached_training_features(
+    stages: nn.Sequential,
+    batches: Iterable[np.ndarray],
+    count: int,
+    split: int,
+    labels: np.ndarray | None,
+    step: Step,
+) -> FeatureSet:
+    """Head features of the training inputs, with a progress bar."""
+    if not 1 <= split < len(stages):
+        raise ValueError(f"split must be between 1 and {len(stages) - 1}, got {split}")
+    done = [0]
+
+    def cached(n: int) -> None:
+        done[0] += n
+        step("caching head features", done[0], count)
+
+    return cache_features(stages, batches, split, labels, cached)
+
+
 def run_job(
     job: CompressJob,
-    train_batches: Iterable[np.ndarray],
-    train_count: int,
-    train_labels: np.ndarray | None,
+    features: FeatureSet,
+    tail: Tail,
     held_out: list[HeldOut],
     step: Step = lambda *_: None,
 ) -> list[LearnedCodec]:
     """Train and measure every variant; ``held_out[0]`` is the card's main measurement."""
     split = job.config.split
-    if not 1 <= split < len(job.stages):
-        raise ValueError(f"split must be between 1 and {len(job.stages) - 1}, got {split}")
-    done = [0]
-
-    def cached(n: int) -> None:
-        done[0] += n
-        step("caching head features", done[0], train_count)
-
-    features = cache_features(job.stages, train_batches, split, train_labels, cached)
     header: dict[str, Any] = {
         "model": job.model_name,
         "split": split,
@@ -106,9 +128,7 @@ def run_job(
     codecs = []
     for beta, name in job.variants:
         config = replace(job.config, beta=beta)
-        trained = train_bottleneck(
-            job.stages, features, config, _progress(step, f"training {name}")
-        )
+        trained = train_bottleneck(tail, features, config, _progress(step, f"training {name}"))
         codec = LearnedCodec(trained.net, {**header, "name": name, "card": {}})
         step(f"measuring {name}", 0, len(held_out))
         scores = []
@@ -118,7 +138,7 @@ def run_job(
         card = {
             **job.card,
             "backbone_accuracy": held_out[0].accuracy,
-            "labels": train_labels is not None,
+            "labels": features.labels is not None,
             "measured_on": held_out[0].description,
             "config": asdict(config),
             "train_seconds": round(trained.seconds, 1),

@@ -18,8 +18,14 @@ from tierwise.datasets.cifar10 import Cifar10
 from tierwise.datasets.photos import photo_set
 from tierwise.models.efficientnet_lite import EfficientNetLite
 from tierwise.optimize.compress_cifar import sample
-from tierwise.optimize.compress_job import CompressJob, HeldOut, Step, run_job
-from tierwise.optimize.compress_train import CompressConfig
+from tierwise.optimize.compress_job import (
+    CompressJob,
+    HeldOut,
+    Step,
+    cached_training_features,
+    run_job,
+)
+from tierwise.optimize.compress_train import CompressConfig, frozen_tail
 
 _MEAN, _STD = 127.0, 128.0
 
@@ -76,5 +82,8 @@ def compress_lite(
         "trained_on": f"{len(x_train)} CIFAR-10 training images upscaled to {size}×{size}, "
         "no labels (distillation from the unsplit network)",
     }
-    job = CompressJob(stages, model_name, config, variants, card)
-    return run_job(job, upscaled(x_train, size), len(x_train), None, held, step)
+    job = CompressJob(model_name, config, variants, card)
+    features = cached_training_features(
+        stages, upscaled(x_train, size), len(x_train), config.split, None, step
+    )
+    return run_job(job, features, frozen_tail(stages, config.split), held, step)

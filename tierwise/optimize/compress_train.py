@@ -27,6 +27,8 @@ from torch import nn
 from tierwise.codecs.learned import BottleneckNet
 
 Progress = Callable[[int, int, dict[str, float]], None]
+#: the rest of the network after the split: (restored features, context or None) → logits
+Tail = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class FeatureSet:
     features: np.ndarray  # N×C×H×W, float16 for training
     teacher: np.ndarray  # float32, N×classes
     labels: np.ndarray | None = None
+    context: np.ndarray | None = None  # what else the tail reads per instance (a question)
 
 
 @dataclass
@@ -85,17 +88,23 @@ def new_bottleneck(feature_shape: tuple[int, ...], config: CompressConfig) -> Bo
     return BottleneckNet(channels, config.latent, hidden, config.stride)
 
 
+def frozen_tail(stages: nn.Sequential, split: int) -> Tail:
+    """Stages [split, n) of a chain, frozen, as a :data:`Tail` (no context)."""
+    rest = stages[split:].eval()
+    for p in rest.parameters():
+        p.requires_grad_(False)
+    return lambda x, _context: rest(x)
+
+
 def train_bottleneck(
-    stages: nn.Sequential,
+    tail: Tail,
     data: FeatureSet,
     config: CompressConfig,
     progress: Progress = lambda *_: None,
 ) -> TrainedBottleneck:
+    """Fit a bottleneck at ``config.split``; ``tail`` must be frozen (in eval mode)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    tail = stages[config.split :].eval()
-    for p in tail.parameters():
-        p.requires_grad_(False)
     net = new_bottleneck(data.features.shape[1:], config)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     per_epoch = max(1, len(data.features) // config.batch)
@@ -111,7 +120,8 @@ def train_bottleneck(
             idx = order[i * config.batch : (i + 1) * config.batch]
             x = torch.from_numpy(data.features[idx.numpy()]).float()
             restored, bits = net(x)
-            logits = tail(restored)
+            context = None if data.context is None else torch.from_numpy(data.context[idx.numpy()])
+            logits = tail(restored, context)
             target = torch.from_numpy(data.teacher[idx.numpy()])
             hard = target.argmax(1) if labels is None else labels[idx]
             task = F.cross_entropy(logits, hard) + F.kl_div(

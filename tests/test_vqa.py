@@ -1,0 +1,61 @@
+"""easy-vqa: loading, our VQA network, and compressing its image features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tierwise.datasets.easy_vqa import EasyVqa, bag_of_words, load_easy_vqa
+from tierwise.models.vqa_net import load, save
+from tierwise.optimize.compress_train import CompressConfig
+from tierwise.optimize.compress_vqa import compress_vqa
+from tierwise.optimize.train_vqa import VqaTrainConfig, predict, train_vqa
+
+
+def test_questions_become_bags_of_words() -> None:
+    bags = bag_of_words(["What colour is the shape?", "is it a red circle? red!"], ["red", "shape"])
+    np.testing.assert_array_equal(bags, [[0, 1], [2, 0]])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> EasyVqa:
+    return load_easy_vqa(tmp_path_factory.mktemp("cache"))
+
+
+def test_the_wheel_holds_images_questions_and_answers(data: EasyVqa) -> None:
+    assert data.train.images.shape == (4000, 64, 64, 3) and len(data.train) == 38575
+    assert data.test.images.shape == (1000, 64, 64, 3) and len(data.test) == 9673
+    assert len(data.answers) == 13 and {"yes", "no", "circle"} <= set(data.answers)
+    assert data.test.image_of.max() == 999 and data.train.answers.max() < 13
+
+
+@pytest.fixture(scope="module")
+def trained(data: EasyVqa, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    result = train_vqa(data, VqaTrainConfig(epochs=3, width=8), limit=1200)
+    path = tmp_path_factory.mktemp("vqa") / "vqa-net.npz"
+    meta = {"vocab": data.vocab, "answers": data.answers, "width": 8, "card": {}}
+    save(result.net, meta, path)
+    yield path
+
+
+def test_the_network_learns_and_round_trips(data: EasyVqa, trained: Path) -> None:
+    net, meta = load(trained)
+    assert meta["answers"] == data.answers
+    answers = predict(net, data.test, data.bag_of_words(data.test.questions))
+    majority = np.bincount(data.test.answers).max() / len(data.test)
+    assert np.mean(answers == data.test.answers) > majority + 0.1
+
+
+def test_image_features_compress_to_a_few_bytes(data: EasyVqa, trained: Path) -> None:
+    config = CompressConfig(split=4, beta=2e-3, latent=4, epochs=2, batch=128, lr=5e-3)
+    (codec,) = compress_vqa(trained, "vqa-net", config, ((2e-3, "vqa-ib"),), data)
+    measured = codec.card["measured"]
+    assert codec.split == 4 and codec.input_shape == (32, 4, 4)
+    assert measured["n"] == 9673 and "questions" in codec.card["measured_on"]
+    assert measured["agreement"] > 0.85, codec.card
+    assert measured["payload_bytes"] < 60, measured  # PNG sends about 385 B
+    with pytest.raises(ValueError, match="image stages"):
+        compress_vqa(trained, "vqa-net", CompressConfig(split=5, beta=1.0), ((1.0, "x"),), data)
