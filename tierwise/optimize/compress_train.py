@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tierwise.codecs.learned import BottleneckNet
+from tierwise.optimize.descend import descend
 
 Progress = Callable[[int, int, dict[str, float]], None]
 #: the rest of the network after the split: (restored features, context or None) → logits
@@ -130,11 +131,7 @@ def train_bottleneck(
                 log_target=True,
                 reduction="batchmean",
             )
-            loss = task + config.beta * bits.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            descend(task + config.beta * bits.mean(), opt, sched)
             sums["task"] += float(task.detach())
             sums["bits"] += float(bits.detach().mean())
             done += 1

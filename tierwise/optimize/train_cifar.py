@@ -17,6 +17,7 @@ from torch import nn
 
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_net import build, normalise
+from tierwise.optimize.descend import descend
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,7 @@ def train(
         for i in range(len(x_all) // config.batch):
             idx = order[i * config.batch : (i + 1) * config.batch]
             xb = _augment(x_all[idx], gen).to(device)
-            loss = loss_fn(net(xb), y_all[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
+            total += descend(loss_fn(net(xb), y_all[idx].to(device)), opt, sched)
             done += 1
             progress(done, steps, {})
         acc = evaluate(net, data.x_test, data.y_test, device)

@@ -12,6 +12,7 @@ from torch import nn
 
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
 from tierwise.models.vqa_net import VqaNet, pixels_to_input
+from tierwise.optimize.descend import descend
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,7 @@ def train_vqa(
             rows = torch.tensor([local[int(j)] for j in image_of[idx]])
             seen = net.image(images[picked])
             logits = net.answer(seen[rows], questions[idx], len(net.image))
-            loss = loss_fn(logits, answers[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
+            total += descend(loss_fn(logits, answers[idx]), opt, sched)
             done += 1
             progress(done, steps, {})
         net.eval()
