@@ -600,6 +600,9 @@ def bench_compression(
     vqa: Annotated[Path, typer.Option(help="VQA network from `tierwise train vqa`.")] = Path(
         "models/vqa-net.npz"
     ),
+    tasks: Annotated[
+        str, typer.Option(help="Comma-separated: cifar10, lite, vqa (others keep old rows).")
+    ] = "cifar10,lite,vqa",
     data: Annotated[
         Path | None,
         typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
@@ -609,20 +612,27 @@ def bench_compression(
     """Bytes per image against accuracy: input codecs, uniform and learned feature codecs."""
     from tierwise.bench.compression import run_compression_bench
     from tierwise.cache import cache_dir
+    from tierwise.codecs.codec_file import read_header
     from tierwise.datasets.cifar10 import load_cifar10
 
+    chosen = {t.strip() for t in tasks.split(",") if t.strip()}
+    if not chosen <= {"cifar10", "lite", "vqa"}:
+        raise _fail(InputError(f"--tasks: expected cifar10, lite or vqa, got {tasks!r}"))
     files = codecs if codecs is not None else sorted(Path("models/codecs").glob("*.npz"))
+    if "lite" not in chosen:
+        files = [f for f in files if not read_header(f).model.startswith("efficientnet-")]
     folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
     try:
-        dataset = load_cifar10(folder, cache_dir())
-        backbone = model if model.is_file() else None
-        if backbone is None:
+        dataset = load_cifar10(folder, cache_dir()) if chosen & {"cifar10", "lite"} else None
+        backbone = model if model.is_file() and "cifar10" in chosen else None
+        if backbone is None and "cifar10" in chosen:
             console.print(f"[yellow]no CIFAR-10 network at {model}: CIFAR-10 is left out[/]")
-        if not vqa.is_file():
+        net = vqa if vqa.is_file() and "vqa" in chosen else None
+        if net is None and "vqa" in chosen:
             console.print(f"[yellow]no VQA network at {vqa}: easy-vqa is left out[/]")
         run_compression_bench(
-            dataset, backbone, files, console, out, limit, lite_limit,
-            vqa if vqa.is_file() else None,
+            dataset, backbone, files, console, out, limit, lite_limit, net,
+            keep_others=chosen != {"cifar10", "lite", "vqa"},
         )  # fmt: skip
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc

@@ -303,8 +303,12 @@ def run_compression_bench(
     limit: int | None = None,
     lite_limit: int = 500,
     vqa: Path | None = None,
+    keep_others: bool = False,
 ) -> dict[str, Any]:
-    """Every task that has a network (CIFAR-10, VQA) or learned codecs (EfficientNet-Lite)."""
+    """Every task that has a network (CIFAR-10, VQA) or learned codecs (EfficientNet-Lite).
+
+    With ``keep_others``, tasks not run now keep their rows from the last results file, so
+    one task can be re-measured alone (each task is compared within itself)."""
     by_model: dict[str, list[LearnedCodec]] = {}
     for path in codec_files:
         codec = load_codec(path)
@@ -318,16 +322,44 @@ def run_compression_bench(
             sections.append(lite_section(data, model, codecs, lite_limit, console.log))
     if vqa is not None:
         sections.append(vqa_section(vqa, by_model.get(VQA_MODEL, []), console.log))
-    result = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
-    result["tasks"] = {s.key: _section_json(s) for s in sections}
-    write_results(out, "compression", result, _markdown(sections))
-    _plot(sections, out / "compression.png")
+    fresh = {s.key for s in sections}
+    kept = [k for k in _previous(out) if k.key not in fresh] if keep_others else []
+    result: dict[str, Any] = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
+    result["tasks"] = {s.key: _section_json(s) for s in [*sections, *kept]}
+    result["kept_from_an_earlier_run"] = sorted(k.key for k in kept)
+    write_results(out, "compression", result, _markdown([*sections, *kept]))
+    _plot([*sections, *kept], out / "compression.png")
     for s in sections:
         console.print(_rich_table(s))
         for line in s.targets["lines"]:
             console.print(line)
     console.print(f"wrote {out / 'compression.md'}, compression.json and compression.png")
     return result
+
+
+def _previous(out: Path) -> list[Section]:
+    """The tasks of the last ``compression.json`` in ``out``, rebuilt (none if there is none)."""
+    import json
+
+    path = out / "compression.json"
+    if not path.is_file():
+        return []
+    tasks: dict[str, dict[str, Any]] = json.loads(path.read_text()).get("tasks", {})
+    sections = []
+    for key, t in tasks.items():
+        fields = CodecScore.__dataclass_fields__
+        rows = [
+            Row(
+                r["family"],
+                CodecScore(**{k: v for k, v in r.items() if k in fields}),
+                r["latency_ms_at_250KBps"],
+            )
+            for r in t["rows"]
+        ]
+        section = Section(key, t["title"], t["metric"], t["unsplit"], t["images"], t["stage_ms"])
+        section.rows, section.targets = rows, t["targets"]
+        sections.append(section)
+    return sections
 
 
 def _check_fits(codecs: Iterable[LearnedCodec], stages: nn.Sequential) -> None:
