@@ -277,15 +277,20 @@ def test_the_placement_bench_adds_learned_codecs_as_fixed_plans(
 def test_a_bench_of_one_task_keeps_the_others_rows(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from tierwise.bench.compression import Row, Section, _markdown, _previous, run_compression_bench
+    from tierwise.bench.compression import (
+        Row,
+        Section,
+        _markdown,
+        _previous,
+        _section_json,
+        run_compression_bench,
+    )
     from tierwise.bench.report import write_results
     from tierwise.optimize.codec_score import CodecScore
 
     score = CodecScore("png", 0, 10, 500.0, 420.0, 1.0, 0.9, 0.1, 0.1)
     earlier = Section("easy-vqa", "VQA", "accuracy", 0.9, 10, [1.0], [Row("input", score, 5.0)])
     earlier.targets = {"lines": ["a line"]}
-    from tierwise.bench.compression import _section_json
-
     write_results(tmp_path, "compression", {"tasks": {"easy-vqa": _section_json(earlier)}}, "")
     result = run_compression_bench(None, None, [], Console(record=True), tmp_path, keep_others=True)
     assert result["kept_from_an_earlier_run"] == ["easy-vqa"]
