@@ -1,15 +1,18 @@
 """A small visual question answering network for easy-vqa, which tierwise trains itself.
 
-Two branches meet in the middle: a CNN reads the 64×64 image, a two-layer perceptron
-reads the question's bag of words, and their product feeds a classifier over the
-answers. The image branch is a chain of four stages, so split inference can cut it:
+Two branches meet in the middle: a CNN reads the 64×64 image (global max pooling at
+the end), a linear layer reads the question's bag of words, and the two, side by side,
+feed a two-layer classifier over the answers. (Multiplying the two, as some small VQA
+models do, learned shapes but never colours here: 13% on colour questions.)
+
+The image branch is a chain of four stages, so split inference can cut it:
 the device runs the first stages on the image it holds and sends the features, while
 the question (a few dozen bytes of text) goes along; the edge runs the rest.
 
     image stage 0   3→w     32×32
     image stage 1   w→2w    16×16
     image stage 2   2w→4w   8×8
-    image stage 3   4w→4w   4×4   then a linear map to the joint space
+    image stage 3   4w→4w   4×4   then global max pooling and a linear map
 
 Pixels are scaled as ``(p − 127) / 128``, as the image codecs send them.
 """
@@ -46,11 +49,13 @@ class VqaNet(nn.Module):
         self.image = nn.Sequential(
             _block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 4 * w)
         )
-        self.image_out = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, JOINT), nn.Tanh())
-        self.question = nn.Sequential(
-            nn.Linear(vocab, JOINT), nn.Tanh(), nn.Linear(JOINT, JOINT), nn.Tanh()
+        self.image_out = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4 * w, JOINT), nn.ReLU()
         )
-        self.head = nn.Sequential(nn.Linear(JOINT, JOINT), nn.Tanh(), nn.Linear(JOINT, answers))
+        self.question = nn.Sequential(nn.Linear(vocab, JOINT), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(2 * JOINT, 2 * JOINT), nn.ReLU(), nn.Linear(2 * JOINT, answers)
+        )
 
     def forward(self, image: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
         return self.answer(self.image(image), question, len(self.image))
@@ -58,7 +63,7 @@ class VqaNet(nn.Module):
     def answer(self, features: torch.Tensor, question: torch.Tensor, split: int) -> torch.Tensor:
         """The rest of the network from image stage ``split`` on."""
         seen = self.image_out(self.image[split:](features))
-        out: torch.Tensor = self.head(seen * self.question(question))
+        out: torch.Tensor = self.head(torch.cat([seen, self.question(question)], 1))
         return out
 
 

@@ -19,7 +19,7 @@ from tierwise.optimize.descend import descend
 class VqaTrainConfig:
     epochs: int = 8
     width: int = 16
-    batch: int = 8  # images, each with all of its questions (about 80 questions)
+    batch: int = 32  # images, each with all of its questions (about 300 questions)
     lr: float = 2e-3
     seed: int = 0
 
