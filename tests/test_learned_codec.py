@@ -71,7 +71,7 @@ def test_the_rate_model_predicts_the_bytes_sent() -> None:
     x = np.random.default_rng(0).normal(0, 3, (1, 16, 8, 8)).astype(np.float32)
     encoded = codec.encode(x)
     with torch.inference_mode():
-        y = torch.round(codec.net.encoder(torch.from_numpy(x)))
+        y = torch.round(codec.net.encode(torch.from_numpy(x)))
         bits = float(codec.net.bits(y).sum())
     assert bits / 8 - 1 <= encoded.array.size <= bits / 8 + 6
     restored = codec.decode(encoded.array, encoded.meta)

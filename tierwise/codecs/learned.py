@@ -41,6 +41,9 @@ _MIN_P = 1.0 / rans.TOTAL
 class BottleneckNet(nn.Module):
     """Encoder, decoder and per-channel rate model for features of shape C×H×W."""
 
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(self, channels: int, latent: int, hidden: int, stride: int) -> None:
         super().__init__()
         self.shape_args = {"channels": channels, "latent": latent, "hidden": hidden}
@@ -61,6 +64,33 @@ class BottleneckNet(nn.Module):
         )
         self.loc = nn.Parameter(torch.zeros(latent))
         self.log_scale = nn.Parameter(torch.zeros(latent))
+        # Per-channel statistics of the features: the encoder reads standardised values
+        # and the decoder writes in the features' own scale, so that at the start of
+        # training the tail sees typical features. (Feeding a frozen tail near-zero
+        # features left EfficientNet-Lite's ReLU6 head without any gradient.)
+        self.register_buffer("feature_mean", torch.zeros(channels))
+        self.register_buffer("feature_std", torch.ones(channels))
+
+    def set_feature_statistics(self, features: np.ndarray) -> None:
+        axes = tuple(i for i in range(features.ndim) if i != 1)
+        x = features.astype(np.float32)
+        self.feature_mean.copy_(torch.from_numpy(x.mean(axis=axes)))
+        self.feature_std.copy_(torch.from_numpy(np.maximum(x.std(axis=axes), 1e-3)))
+
+    def _view(self, stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return stat.view((1, -1) + (1,) * (like.dim() - 2))
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """The latent, before rounding, clamped to the coder's range."""
+        mean, std = self._view(self.feature_mean, features), self._view(self.feature_std, features)
+        y: torch.Tensor = self.encoder((features - mean) / std)
+        return y.clamp(-RANGE, RANGE)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(latent)
+        mean, std = self._view(self.feature_mean, out), self._view(self.feature_std, out)
+        restored: torch.Tensor = out * std + mean
+        return restored
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstructed features, bits per sample) as seen in training.
@@ -68,10 +98,10 @@ class BottleneckNet(nn.Module):
         The rate uses additive uniform noise (a differentiable stand-in for rounding); the
         decoder sees rounded values with a straight-through gradient, as it will at run time.
         """
-        y = self.encoder(features).clamp(-RANGE, RANGE)
+        y = self.encode(features)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         rounded = y + (torch.round(y) - y).detach()
-        return self.decoder(rounded), self.bits(noisy).flatten(1).sum(1)
+        return self.decode(rounded), self.bits(noisy).flatten(1).sum(1)
 
     def bits(self, y: torch.Tensor) -> torch.Tensor:
         """−log2 P(y) under each channel's Laplace, integrated over [y − ½, y + ½]."""
@@ -125,8 +155,7 @@ class LearnedCodec(Codec):
                 f"(model {self.model}, split {self.split}), got {list(x.shape)}"
             )
         with torch.inference_mode():
-            y = self.net.encoder(torch.from_numpy(x)).clamp(-RANGE, RANGE)
-            y = torch.round(y).numpy().astype(np.int64)
+            y = torch.round(self.net.encode(torch.from_numpy(x))).numpy().astype(np.int64)
         symbols = y.reshape(-1)
         data = rans.encode(symbols, self._channels(y.shape), self.tables)
         return Encoded(np.frombuffer(data, dtype=np.uint8), {"shape": list(x.shape)})
@@ -144,7 +173,7 @@ class LearnedCodec(Codec):
         symbols = rans.decode(array.tobytes(), self._channels(latent), self.tables)
         y = torch.from_numpy(symbols.reshape(latent).astype(np.float32))
         with torch.inference_mode():
-            out: np.ndarray = self.net.decoder(y).numpy()
+            out: np.ndarray = self.net.decode(y).numpy()
         return out[:, :, : shape[2], : shape[3]]
 
     def save(self, path: Path) -> None:

@@ -89,6 +89,11 @@ def new_bottleneck(feature_shape: tuple[int, ...], config: CompressConfig) -> Bo
     return BottleneckNet(channels, config.latent, hidden, config.stride)
 
 
+def _sample(features: np.ndarray, n: int = 2000) -> np.ndarray:
+    step = max(1, len(features) // n)
+    return features[::step]
+
+
 def frozen_tail(stages: nn.Sequential, split: int) -> Tail:
     """Stages [split, n) of a chain, frozen, as a :data:`Tail` (no context)."""
     rest = stages[split:].eval()
@@ -107,6 +112,7 @@ def train_bottleneck(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     net = new_bottleneck(data.features.shape[1:], config)
+    net.set_feature_statistics(_sample(data.features))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     per_epoch = max(1, len(data.features) // config.batch)
     steps = config.epochs * per_epoch
