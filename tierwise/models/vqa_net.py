@@ -1,9 +1,11 @@
 """A small visual question answering network for easy-vqa, which tierwise trains itself.
 
 Two branches meet in the middle: a CNN reads the 64×64 image (global max pooling at
-the end), a linear layer reads the question's bag of words, and the two, side by side,
-feed a two-layer classifier over the answers. (Multiplying the two, as some small VQA
-models do, learned shapes but never colours here: 13% on colour questions.)
+the end), a linear layer reads the question's bag of words, and the two, side by side
+with their product, feed a two-layer classifier over the answers. Measured here: the
+product alone learned shapes but never colours (13% on colour questions, 82% in all);
+the two side by side learned colours but not "is there a red shape?" well (87%); all
+three together reached 92% after 4 epochs.
 
 The image branch is a chain of four stages, so split inference can cut it:
 the device runs the first stages on the image it holds and sends the features, while
@@ -54,7 +56,7 @@ class VqaNet(nn.Module):
         )
         self.question = nn.Sequential(nn.Linear(vocab, JOINT), nn.ReLU())
         self.head = nn.Sequential(
-            nn.Linear(2 * JOINT, 2 * JOINT), nn.ReLU(), nn.Linear(2 * JOINT, answers)
+            nn.Linear(3 * JOINT, 2 * JOINT), nn.ReLU(), nn.Linear(2 * JOINT, answers)
         )
 
     def forward(self, image: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,8 @@ class VqaNet(nn.Module):
     def answer(self, features: torch.Tensor, question: torch.Tensor, split: int) -> torch.Tensor:
         """The rest of the network from image stage ``split`` on."""
         seen = self.image_out(self.image[split:](features))
-        out: torch.Tensor = self.head(torch.cat([seen, self.question(question)], 1))
+        asked = self.question(question)
+        out: torch.Tensor = self.head(torch.cat([seen, asked, seen * asked], 1))
         return out
 
 
