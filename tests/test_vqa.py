@@ -59,3 +59,19 @@ def test_image_features_compress_to_a_few_bytes(data: EasyVqa, trained: Path) ->
     assert measured["payload_bytes"] < 60, measured  # PNG sends about 385 B
     with pytest.raises(ValueError, match="image stages"):
         compress_vqa(trained, "vqa-net", CompressConfig(split=5, beta=1.0), ((1.0, "x"),), data)
+
+
+def test_the_compression_bench_measures_vqa(data: EasyVqa, trained: Path, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from tierwise.bench.compression import run_compression_bench
+
+    result = run_compression_bench(
+        None, None, [], Console(record=True), tmp_path, vqa=trained, vqa_limit=300
+    )
+    task = result["tasks"]["easy-vqa"]
+    assert task["images"] == 300 and len(task["stage_ms"]) == 5
+    rows = {(r["codec"], r["split"]): r for r in task["rows"]}
+    assert rows[("png", 0)]["agreement"] == 1.0
+    assert {split for _, split in rows} == {0, 1, 2, 3, 4}
+    assert len(task["targets"]["lines"]) == 2

@@ -237,7 +237,10 @@ def lite_section(
     return section
 
 
-def vqa_section(model_path: Path, learned: list[LearnedCodec], log: Log) -> Section:
+def vqa_section(
+    model_path: Path, learned: list[LearnedCodec], log: Log, limit: int | None = None
+) -> Section:
+    """Accuracy over the test questions (``limit``: a fixed random subset of them)."""
     from tierwise.cache import cache_dir
     from tierwise.datasets.easy_vqa import load_easy_vqa
     from tierwise.models.vqa_net import load as load_vqa
@@ -247,8 +250,12 @@ def vqa_section(model_path: Path, learned: list[LearnedCodec], log: Log) -> Sect
     net, _ = load_vqa(model_path)
     data = load_easy_vqa(cache_dir())
     test = data.test
-    questions = data.bag_of_words(test.questions)
-    pixels = pixels_to_input(test.images)[test.image_of]
+    keep = np.arange(len(test))
+    if limit is not None and limit < len(test):
+        keep = np.sort(np.random.default_rng(0).permutation(len(test))[:limit])
+    image_of, answers = test.image_of[keep], test.answers[keep]
+    questions = data.bag_of_words([test.questions[i] for i in keep])
+    pixels = pixels_to_input(test.images)[image_of]
     n = len(net.image)
     whole = numpy_tail(net, 0)
     top1 = np.concatenate(
@@ -257,21 +264,25 @@ def vqa_section(model_path: Path, learned: list[LearnedCodec], log: Log) -> Sect
             for i in range(0, len(pixels), 2000)
         ]
     )
-    stage_ms = [_stage_ms(net.image, pixels_to_input(test.images[:15]), k) for k in range(n)]
-    stage_ms.append(_tail_ms(numpy_tail(net, n), image_features(net, test, n)[:15], questions[:15]))
+    stage_ms, current = [], pixels[:15]
+    with torch.inference_mode():
+        for k in range(n):
+            stage_ms.append(_stage_ms(net.image, current, k))
+            current = net.image[k](torch.from_numpy(current)).numpy()
+    stage_ms.append(_tail_ms(numpy_tail(net, n), current, questions[:15]))
     section = Section(
         "easy-vqa",
         "easy-vqa, our VQA network: test accuracy over questions (image features compressed)",
         "accuracy",
-        float(np.mean(top1 == test.answers)),
-        len(test),
+        float(np.mean(top1 == answers)),
+        len(keep),
         stage_ms,
     )
-    run = _Runner(section, top1, test.answers, log, questions)
+    run = _Runner(section, top1, answers, log, questions)
     for codec in input_codecs():
         run.add("input", codec, 0, pixels, whole)
     for at in range(1, n + 1):
-        features = image_features(net, test, at)[test.image_of]
+        features = image_features(net, test, at)[image_of]
         for codec in uniform_codecs():
             run.add("uniform", codec, at, features, numpy_tail(net, at))
         for lc in (c for c in learned if c.split == at):
@@ -304,6 +315,7 @@ def run_compression_bench(
     lite_limit: int = 500,
     vqa: Path | None = None,
     keep_others: bool = False,
+    vqa_limit: int | None = None,
 ) -> dict[str, Any]:
     """Every task that has a network (CIFAR-10, VQA) or learned codecs (EfficientNet-Lite).
 
@@ -321,7 +333,8 @@ def run_compression_bench(
         if model.startswith("efficientnet-") and data is not None:
             sections.append(lite_section(data, model, codecs, lite_limit, console.log))
     if vqa is not None:
-        sections.append(vqa_section(vqa, by_model.get(VQA_MODEL, []), console.log))
+        codecs = by_model.get(VQA_MODEL, [])
+        sections.append(vqa_section(vqa, codecs, console.log, vqa_limit))
     fresh = {s.key for s in sections}
     kept = [k for k in _previous(out) if k.key not in fresh] if keep_others else []
     result: dict[str, Any] = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
