@@ -548,7 +548,7 @@ def _markdown(sections: list[Section]) -> str:
             "",
             f"## {s.title}",
             "",
-            f"{s.images} images; unsplit network: {100 * s.reference:.2f}% {s.metric}.",
+            f"{s.images} instances; unsplit network: {100 * s.reference:.2f}% {s.metric}.",
             "",
             *[f"- {line}" for line in s.targets["lines"]],
             "",
