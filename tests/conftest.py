@@ -42,7 +42,8 @@ class RunningCluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    spec = default_spec().with_free_ports()
+    # Hermetic: no variants a developer made with `tierwise optimize` join the session.
+    spec = default_spec().with_free_ports().model_copy(update={"variants_dir": None})
     local = LocalCluster(spec, tmp_path_factory.mktemp("cluster"))
     state = local.start()
     try:

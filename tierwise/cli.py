@@ -45,6 +45,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(router_app, name="router")
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
+]
 console = Console()
 err_console = Console(stderr=True)
 
@@ -67,6 +71,10 @@ def _state_dir(option: Path | None) -> Path:
 
 def _spec(config: Path | None) -> ClusterSpec:
     return load_spec(config) if config else default_spec()
+
+
+def _data_folder(data: Path | None) -> Path:
+    return data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
 
 
 def _fail(exc: TierwiseError) -> typer.Exit:
@@ -603,10 +611,7 @@ def bench_compression(
     tasks: Annotated[
         str, typer.Option(help="Comma-separated: cifar10, lite, vqa (others keep old rows).")
     ] = "cifar10,lite,vqa",
-    data: Annotated[
-        Path | None,
-        typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
-    ] = None,
+    data: DataOpt = None,
     out: ResultsOpt = Path("bench/results"),
 ) -> None:
     """Bytes per image against accuracy: input codecs, uniform and learned feature codecs."""
@@ -621,7 +626,7 @@ def bench_compression(
     files = codecs if codecs is not None else sorted(Path("models/codecs").glob("*.npz"))
     if "lite" not in chosen:
         files = [f for f in files if not read_header(f).model.startswith("efficientnet-")]
-    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    folder = _data_folder(data)
     try:
         dataset = load_cifar10(folder, cache_dir()) if chosen & {"cifar10", "lite"} else None
         backbone = model if model.is_file() and "cifar10" in chosen else None
@@ -636,6 +641,53 @@ def bench_compression(
         )  # fmt: skip
     except (TierwiseError, ValueError) as exc:
         raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
+
+
+@bench_app.command("optimize")
+def bench_optimize(
+    model: Annotated[
+        Path, typer.Option(help="The CIFAR-10 network from `tierwise train cifar10`.")
+    ] = Path("models/cifar10-net.npz"),
+    variants: Annotated[
+        Path, typer.Option(help="Where `tierwise optimize` wrote variants.")
+    ] = Path("models/variants"),
+    lite: Annotated[bool, typer.Option(help="Include EfficientNet-Lite0 and its variants.")] = True,
+    held_out: Annotated[
+        int, typer.Option(min=0, help="Upscaled CIFAR-10 test images for Lite0 (plus photos).")
+    ] = 300,
+    threads: Annotated[int, typer.Option(min=1, help="Threads per model.")] = 2,
+    repeats: Annotated[int, typer.Option(min=3, help="Timed batch-1 runs per model.")] = 30,
+    data: DataOpt = None,
+    out: ResultsOpt = Path("bench/results"),
+) -> None:
+    """Size, latency, memory, quality and joules of every variant against its original."""
+    from tierwise.bench.optimize import (
+        add_variants,
+        cifar_group,
+        lite_group,
+        measure,
+        report,
+    )
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.cifar10 import load_cifar10
+
+    folder = _data_folder(data)
+    try:
+        cifar = load_cifar10(folder, cache_dir())
+    except InputError as exc:
+        console.print(f"[yellow]{exc.message}: CIFAR-10 sets are left out[/]")
+        cifar = None
+    groups = []
+    if lite:
+        groups.append(lite_group(cifar, held_out))
+    if cifar is not None and model.is_file():
+        groups.append(cifar_group(model, cifar, "cifar10-net"))
+    for group in groups:
+        add_variants(group, variants)
+    if not groups:
+        raise _fail(InputError("nothing to measure: no --lite and no CIFAR-10 network"))
+    empty = measure(groups, threads, repeats, console)
+    report(groups, empty, threads, out, console)
 
 
 cascade_app = typer.Typer(help="The live cascade: local model first, escalate when unsure.")
@@ -724,10 +776,7 @@ app.add_typer(train_app, name="train")
 
 @train_app.command("cifar10")
 def train_cifar10(
-    data: Annotated[
-        Path | None,
-        typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
-    ] = None,
+    data: DataOpt = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the 50,000 images.")] = 16,
     width: Annotated[int, typer.Option(min=4, help="Channels of the first stage.")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")] = 0.1,
@@ -744,7 +793,7 @@ def train_cifar10(
     from tierwise.models.cifar_net import save
     from tierwise.optimize.train_cifar import TrainConfig, train
 
-    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    folder = _data_folder(data)
     try:
         dataset = load_cifar10(folder, cache_dir())
     except TierwiseError as exc:
@@ -852,10 +901,7 @@ def compress_train(
     name: Annotated[
         str | None, typer.Option(help="Codec name (default MODEL-sSPLIT-bBETA).")
     ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(help="Shared data folder (default: $TIERWISE_DATA or ../shared/data)."),
-    ] = None,
+    data: DataOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for the codec files (NAME.npz).")] = Path(
         "models/codecs"
     ),
@@ -874,7 +920,7 @@ def compress_train(
     owner = model_name or (model if lite else "vqa-net" if vqa else "cifar10-net")
     stem = name or f"{owner}-s{split}"
     names = [stem if name and len(beta) == 1 else f"{stem}-b{b:g}" for b in beta]
-    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    folder = _data_folder(data)
     config = CompressConfig(
         split=split, beta=beta[0], latent=latent, stride=stride, epochs=epochs, lr=lr
     )
@@ -951,3 +997,92 @@ def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
             progress.update(tasks[phase], completed=done, total=total)
 
         yield step
+
+
+# ---------------------------------------------------------------- optimize
+
+
+@app.command()
+def optimize(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="efficientnet-lite0/1/2, a network from `tierwise train cifar10` (.npz), or "
+            "with --distill a student such as cifar-net:w12."
+        ),
+    ],
+    export: Annotated[
+        str | None, typer.Option(help="onnx: export only (every variant is ONNX in the end).")
+    ] = None,
+    quantize: Annotated[
+        str, typer.Option(help="int8 (static, calibrated), int8-dynamic, or none.")
+    ] = "none",
+    calibration: Annotated[
+        Path | None, typer.Option(help="Folder of images to calibrate static int8 on.")
+    ] = None,
+    prune: Annotated[
+        float | None, typer.Option(help="Fraction of channels to remove, in (0, 1).")
+    ] = None,
+    distill: Annotated[
+        str | None, typer.Option(help="Teacher network to distil the MODEL student from.")
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Distillation or post-pruning fine-tune passes.")
+    ] = 4,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Peak learning rate.")] = None,
+    finetune_images: Annotated[
+        Path | None,
+        typer.Option(help="Images to recover a pruned EfficientNet-Lite on (default CIFAR-10)."),
+    ] = None,
+    finetune_count: Annotated[
+        int, typer.Option(min=1, help="CIFAR-10 training images to recover a pruned Lite on.")
+    ] = 2000,
+    held_out_images: Annotated[
+        int, typer.Option(min=0, help="Upscaled CIFAR-10 test images to measure Lite on.")
+    ] = 500,
+    name: Annotated[str | None, typer.Option(help="Variant name (default from the steps).")] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="The model's name in cluster specs (default: derived).")
+    ] = None,
+    data: DataOpt = None,
+    out: Annotated[Path, typer.Option(help="Variants folder nodes load from.")] = Path(
+        "models/variants"
+    ),
+) -> None:
+    """Quantize, prune or distil a vision model into a variant the planner can place."""
+    from tierwise.optimize.optimize_run import OptimizeRequest
+    from tierwise.optimize.optimize_run import optimize as run
+
+    modes = {"none": "none", "int8": "static", "int8-dynamic": "dynamic"}
+    if quantize not in modes:
+        expected = "expected int8, int8-dynamic or none"
+        raise _fail(InputError(f"--quantize: {expected}, got {quantize!r}"))
+    request = OptimizeRequest(
+        model=model,
+        model_name=model_name,
+        name=name,
+        export=export,
+        quantize=modes[quantize],  # type: ignore[arg-type]
+        calibration=calibration,
+        prune=prune,
+        distill=distill,
+        epochs=epochs,
+        lr=lr,
+        finetune_images=finetune_images,
+        finetune_count=finetune_count,
+        held_out_images=held_out_images,
+        data=_data_folder(data),
+        out=out,
+    )
+    try:
+        with _phase_progress() as step:
+            outcome = run(request, step)
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    m = outcome.card.measured
+    extra = "".join(f", {key} {value:.2%}" for key, value in m.items() if key.endswith("accuracy"))
+    console.print(
+        f"{outcome.card.base}:{outcome.card.name}: agreement {m['agreement']:.2%} on "
+        f"{int(m['n'])} held-out images{extra}; {int(m['params']):,} parameters; "
+        f"wrote {outcome.folder}"
+    )

@@ -363,6 +363,9 @@ class ClusterSpec(_Strict):
     gateway: GatewaySpec | None = None
     prices: PricesSpec
     energy: EnergySpec
+    #: where `tierwise optimize` writes variants; each node that hosts a vision model
+    #: also serves that model's variants found here (null: none)
+    variants_dir: Path | None = Path("models/variants")
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:

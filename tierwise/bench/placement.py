@@ -3,7 +3,8 @@
 On the embedded three-tier cluster (device EMULATED 4x slower than the edge), with real
 photos and EfficientNet-Lite0, at each bandwidth step of the device's links it runs every
 fixed plan (device only, edge only, cloud only, each split point to the edge with q8
-features, and each learned codec given with ``--codecs`` at its split point) and
+features, each learned codec given with ``--codecs`` at its split point, and each
+variant `tierwise optimize` left in the spec's ``variants_dir``, run on the device) and
 ``auto`` (the planner), all through the same gateway, side by side. Then:
 
 - a step change mid-run, both ways, counting requests until ``auto`` switches;
@@ -256,7 +257,7 @@ def run_placement_bench(
 ) -> dict[str, Any]:
     steps = steps or [float(s) for s in STEPS_KBPS]
     spec, learned = with_learned_codecs(spec, codecs or [])
-    fixed = FIXED_PLANS + learned
+    fixed = FIXED_PLANS + learned + variant_fixed_plans(spec)
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
         cluster = LocalCluster(spec.with_free_ports(), Path(tmp))
         with console.status("starting the cluster and its gateway (first start profiles)..."):
@@ -297,6 +298,15 @@ def run_placement_bench(
     _print(console, data)
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return data
+
+
+def variant_fixed_plans(spec: ClusterSpec) -> list[str]:
+    """A device-only plan for each variant of the model that nodes will serve."""
+    from tierwise.models.variant_file import find_variants
+
+    if spec.variants_dir is None:
+        return []
+    return [f"{card.name}:local@device" for _, card in find_variants(spec.variants_dir, MODEL)]
 
 
 def with_learned_codecs(spec: ClusterSpec, files: list[Path]) -> tuple[ClusterSpec, list[str]]:

@@ -28,7 +28,7 @@ from tierwise.models.base import top_k as ranked_classes
 from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
 from tierwise.placement.cost import PlanTable, build_vision_table
 from tierwise.placement.planner import decide
-from tierwise.placement.plans import Plan, vision_plans
+from tierwise.placement.plans import Plan, variant_plans, vision_plans
 from tierwise.placement.profiles import ANY_NODE, codec_metric
 from tierwise.runtime.node_app import decode_image
 from tierwise.runtime.node_client import PayloadReply
@@ -56,23 +56,46 @@ class VisionService:
         self._tables: dict[str, tuple[int, float, PlanTable]] = {}
 
     async def discover(self) -> None:
-        """Learn each staged model's stages from a node that hosts it (the local one first)."""
+        """Learn each staged model's stages from a node that hosts it (the local one first),
+        and the variants of it that nodes serve (`tierwise optimize` made them)."""
         spec, tier = self.core.spec, self.core.gw.tier
+        infos: dict[str, dict[str, Any]] = {}
+        for node in sorted(spec.nodes, key=lambda n: n.tier != tier):
+            with contextlib.suppress(UpstreamError):
+                infos[node.name] = await self.core.clients[node.name].info()
         for name, model in spec.models.items():
             if not isinstance(model, EfficientNetLiteModel | CifarNetModel):
                 continue
             learned = self._learned_codecs(name, model)
-            hosts = sorted(
-                (n for n in spec.nodes if name in n.models), key=lambda n: n.tier != tier
+            entry = next(
+                (m for info in infos.values() for m in info["models"] if m["name"] == name), None
             )
-            for node in hosts:
-                with contextlib.suppress(UpstreamError):
-                    info = await self.core.clients[node.name].info()
-                    entry = next(m for m in info["models"] if m["name"] == name)
-                    n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
-                    plans = vision_plans(spec, name, n, tier, learned_codecs=learned)
-                    self.models[name] = VisionModel(name, n, size, plans, *_inputs(model, size))
-                    break
+            if entry is None:
+                continue
+            n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
+            plans = vision_plans(spec, name, n, tier, learned_codecs=learned)
+            plans += self._variant_plans(name, infos)
+            self.models[name] = VisionModel(name, n, size, plans, *_inputs(model, size))
+
+    def _variant_plans(self, base: str, infos: dict[str, dict[str, Any]]) -> list[Plan]:
+        """Plans for each variant of ``base`` some node serves; its card seeds its quality."""
+        hosts: dict[str, list[str]] = {}
+        entries: dict[str, dict[str, Any]] = {}
+        for node, info in infos.items():
+            for entry in info["models"]:
+                if entry.get("variant_of") == base:
+                    hosts.setdefault(entry["name"], []).append(node)
+                    entries[entry["name"]] = entry
+        plans: list[Plan] = []
+        profiles, tier = self.core.profiles, self.core.gw.tier
+        for variant, entry in sorted(entries.items()):
+            agreement = (entry.get("measured") or {}).get("agreement")
+            if agreement is not None and not profiles.has(ANY_NODE, variant, "model:agreement"):
+                count = int((entry.get("measured") or {}).get("n") or 1)
+                profiles.set(ANY_NODE, variant, "model:agreement", float(agreement), count)
+            n = len(entry["stages"])
+            plans += variant_plans(self.core.spec, base, variant, hosts[variant], n, tier)
+        return plans
 
     def _learned_codecs(
         self, name: str, model: EfficientNetLiteModel | CifarNetModel
@@ -172,7 +195,7 @@ class VisionService:
                 head.rapl_joules,
             )
         metric = codec_metric(plan.codec, plan.split, "bytes")
-        self.core.profiles.observe(ANY_NODE, model, metric, len(payload))
+        self.core.profiles.observe(ANY_NODE, plan.profile_model, metric, len(payload))
         reply = await self._stage_call(plan.tail_node, model, payload, plan.split, n, plan.link)
         m.tail_compute_s = reply.compute_ms / 1e3
         if head_joules is not None and reply.rapl_joules is not None:
@@ -204,11 +227,11 @@ class VisionService:
 
     def _bound(self, plan: Plan, timeout: float) -> float:
         profiles = self.core.profiles
-        out = profiles.get(ANY_NODE, plan.model, "out:bytes") or 8192
+        out = profiles.get(ANY_NODE, plan.profile_model, "out:bytes") or 8192
         sent = 0.0
         if plan.codec is not None:
             metric = codec_metric(plan.codec, plan.split, "bytes")
-            sent = profiles.get(ANY_NODE, plan.model, metric) or 0.0
+            sent = profiles.get(ANY_NODE, plan.profile_model, metric) or 0.0
         return cost_bound(self.core.spec, plan, timeout, int(2 * sent + 4096), int(2 * out + 4096))
 
 

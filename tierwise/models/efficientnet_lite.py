@@ -119,19 +119,7 @@ class EfficientNetLite(StagedModel):
     # -- internals ---------------------------------------------------------
 
     def _stage_forward(self, index: int, x: Any) -> Any:
-        net = self._net
-        if index == len(_STAGE_GROUPS):  # head
-            x = net._swish(net._bn1(net._conv_head(x)))
-            x = net._avg_pooling(x).flatten(1)
-            return net._fc(net._dropout(x))
-        if index == 0:
-            x = net._swish(net._bn0(net._conv_stem(x)))
-        rate = net._global_params.drop_connect_rate
-        for group in _STAGE_GROUPS[index][1]:
-            for block_index in self._groups[group]:
-                scaled = rate * float(block_index) / len(net._blocks) if rate else rate
-                x = net._blocks[block_index](x, drop_connect_rate=scaled)
-        return x
+        return stage_forward(self._groups, index, self._net, x)
 
     def _describe_stages(self) -> list[StageInfo]:
         torch = self._torch
@@ -163,7 +151,7 @@ class EfficientNetLite(StagedModel):
         from tierwise.models.torch_stages import StageModule
 
         stages = [
-            StageModule(self._net, functools.partial(self._stage_forward, i))
+            StageModule(self._net, functools.partial(stage_forward, self._groups, i))
             for i in range(len(self.stages))
         ]
         for p in self._net.parameters():
@@ -176,6 +164,22 @@ class EfficientNetLite(StagedModel):
         with self._lock, torch.inference_mode():
             out = self._net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
             return np.asarray(out.numpy())
+
+
+def stage_forward(groups: list[list[int]], index: int, net: Any, x: Any) -> Any:
+    """Stage ``index`` of ``net`` (the block indices of each group in ``groups``)."""
+    if index == len(_STAGE_GROUPS):  # head
+        x = net._swish(net._bn1(net._conv_head(x)))
+        x = net._avg_pooling(x).flatten(1)
+        return net._fc(net._dropout(x))
+    if index == 0:
+        x = net._swish(net._bn0(net._conv_stem(x)))
+    rate = net._global_params.drop_connect_rate
+    for group in _STAGE_GROUPS[index][1]:
+        for block_index in groups[group]:
+            scaled = rate * float(block_index) / len(net._blocks) if rate else rate
+            x = net._blocks[block_index](x, drop_connect_rate=scaled)
+    return x
 
 
 def preprocess_image(image: Image.Image, size: int) -> np.ndarray:

@@ -17,9 +17,10 @@ from tierwise.config import (
     NodeSpec,
     OpenAIRemoteModel,
 )
-from tierwise.errors import ConfigError, NotFoundError
+from tierwise.errors import ConfigError, InputError, NotFoundError
 from tierwise.models.base import ChatModel, StagedModel
 from tierwise.models.emulation import SlowedChatModel, SlowedStagedModel
+from tierwise.models.variant_file import VariantCard
 
 
 @dataclass
@@ -29,6 +30,8 @@ class NodeModels:
     chat: dict[str, ChatModel] = field(default_factory=dict)
     staged: dict[str, StagedModel] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
+    #: served variant name → its card (which model it was made from, what it measured)
+    variants: dict[str, VariantCard] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +77,7 @@ def load_node_models(
                 models.staged[name] = _slowed_staged(_cifar(name, model_spec), node)
             if isinstance(model_spec, EfficientNetLiteModel | CifarNetModel):
                 load_model_codecs(name, model_spec)
+                _load_variants(models, spec, name, node, threads)
             elif isinstance(model_spec, OpenAIRemoteModel):
                 models.chat[name] = _remote(name, model_spec, env)
     except BaseException:
@@ -115,6 +119,33 @@ def load_model_codecs(name: str, spec: EfficientNetLiteModel | CifarNetModel) ->
             raise ConfigError(
                 f"models.{name}.codecs[{i}]: {path} was trained for model {owner!r}, not {name!r}"
             )
+
+
+def _load_variants(
+    models: NodeModels, spec: ClusterSpec, base: str, node: NodeSpec, threads: int
+) -> None:
+    """Serve every variant of ``base`` that `tierwise optimize` wrote (no spec edit needed)."""
+    from tierwise.models.variant_file import find_variants, served_name
+
+    if spec.variants_dir is None:
+        return
+    try:
+        found = find_variants(spec.variants_dir, base)
+    except InputError as exc:
+        raise ConfigError(f"variants_dir: {exc}") from exc
+    if not found:
+        return
+    from tierwise.models.onnx_variant import OnnxVariant
+
+    for folder, card in found:
+        name = served_name(card)
+        try:
+            variant = OnnxVariant(name, folder, threads)
+        except InputError as exc:
+            raise ConfigError(f"variants_dir: {exc}") from exc
+        models.staged[name] = _slowed_staged(variant, node)
+        models.kinds[name] = "onnx-variant"
+        models.variants[name] = card
 
 
 def _remote(name: str, spec: OpenAIRemoteModel, env: Mapping[str, str]) -> ChatModel:

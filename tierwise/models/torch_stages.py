@@ -9,12 +9,15 @@ from torch import nn
 
 
 class StageModule(nn.Module):
-    """Runs ``forward`` (one stage of ``net``); holds ``net`` so train/eval reach it."""
+    """Runs ``forward(net, x)``, one stage of ``net``. Holding ``net`` as a submodule lets
+    train/eval reach it, and lets a deep copy of the stages share one copied network."""
 
-    def __init__(self, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self, net: nn.Module, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    ) -> None:
         super().__init__()
         self.net = net
         self._forward = forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
+        return self._forward(self.net, x)

@@ -50,8 +50,9 @@ async def profile_nodes(
         async with NodeClient(state.node_url(node.name), token, timeout=300) as client:
             info = await client.info()
             for model in info["models"]:
-                spec = state.spec.models[model["name"]]
-                if isinstance(spec, EfficientNetLiteModel | CifarNetModel):
+                # Variants (from `tierwise optimize`) are not in the spec; nodes list them.
+                spec = state.spec.models.get(model["name"])
+                if "stages" in model:
                     await _profile_stages(client, node.name, model, profiles, repeats)
                 elif isinstance(spec, LlamaCppModel | OpenAIRemoteModel):
                     await _profile_chat(client, node.name, model["name"], profiles)

@@ -30,6 +30,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     seed: int = 0
     device: str = "cpu"
+    #: with a teacher, the weight of its softened outputs against the labels
+    distill_weight: float = 0.7
+    temperature: float = 2.0  # our logits are scaled down (see cifar_net._Scale)
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,33 @@ def evaluate(net: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu") 
     return right / len(x)
 
 
+def distill_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL from the teacher's softened distribution, scaled by T² so gradients keep their size."""
+    t = temperature
+    soft = nn.functional.log_softmax(teacher_logits / t, dim=1)
+    log_p = nn.functional.log_softmax(student_logits / t, dim=1)
+    kl = nn.functional.kl_div(log_p, soft, log_target=True, reduction="batchmean")
+    return kl * t * t
+
+
 def train(
     data: Cifar10,
     config: TrainConfig,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *_: None,
+    net: nn.Sequential | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
+    """Train ``net`` (a fresh one of ``config.width`` by default) on CIFAR-10's labels,
+    and on a ``teacher``'s soft outputs when one is given (distillation, or recovering
+    a pruned network from its unpruned self)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = config.device
-    net = build(config.width).to(device)
+    net = (net if net is not None else build(config.width)).to(device)
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
     x_all = torch.from_numpy(normalise(data.x_train))
     y_all = torch.from_numpy(data.y_train)
     steps = config.epochs * (len(x_all) // config.batch)
@@ -95,7 +116,14 @@ def train(
         for i in range(len(x_all) // config.batch):
             idx = order[i * config.batch : (i + 1) * config.batch]
             xb = _augment(x_all[idx], gen).to(device)
-            total += descend(loss_fn(net(xb), y_all[idx].to(device)), opt, sched)
+            logits = net(xb)
+            loss = loss_fn(logits, y_all[idx].to(device))
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(xb)
+                soft = distill_loss(logits, target, config.temperature)
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * soft
+            total += descend(loss, opt, sched)
             done += 1
             progress(done, steps, {})
         acc = evaluate(net, data.x_test, data.y_test, device)

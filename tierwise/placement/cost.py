@@ -154,7 +154,9 @@ def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
         return row  # unprofiled: compute_s stays nan and the planner skips it
     codec_ms, wire_bytes, out_bytes, agreement = link
     row.compute_s = (head_ms + tail_ms + codec_ms) / 1e3
-    row.quality = agreement
+    # A variant agrees with its base model only so often; its codec errors add to that.
+    variant_agreement = profiles.get(ANY_NODE, plan.model, "model:agreement")
+    row.quality = agreement * (1.0 if variant_agreement is None else variant_agreement)
     if plan.remote:
         row.bytes_up = wire_bytes + HTTP_OVERHEAD_UP
         row.bytes_down = out_bytes + HTTP_OVERHEAD_DOWN
@@ -167,10 +169,10 @@ def _link_numbers(plan: Plan, profiles: Profiles) -> tuple[float, float, float, 
     if plan.codec is None:
         return 0.0, 0.0, 0.0, 1.0
     values = [
-        profiles.get(ANY_NODE, plan.model, codec_metric(plan.codec, plan.split, what))
+        profiles.get(ANY_NODE, plan.profile_model, codec_metric(plan.codec, plan.split, what))
         for what in ("ms", "bytes", "agreement")
     ]
-    out_bytes = profiles.get(ANY_NODE, plan.model, "out:bytes")
+    out_bytes = profiles.get(ANY_NODE, plan.profile_model, "out:bytes")
     codec_ms, wire_bytes, agreement = values
     if codec_ms is None or wire_bytes is None or agreement is None or out_bytes is None:
         return None

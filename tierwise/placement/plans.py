@@ -36,6 +36,14 @@ class Plan:
     link: str | None  # the link crossed (None: all on the client's tier)
     tiers: tuple[Tier, ...]
     sends: Sends
+    #: for a model variant (``model`` is then ``<base>:<variant>``): the model it was made
+    #: from, whose input-codec profiles its offload plans share
+    base: str | None = None
+
+    @property
+    def profile_model(self) -> str:
+        """The model whose codec measurements describe this plan's link."""
+        return self.base or self.model
 
     @property
     def remote(self) -> bool:
@@ -113,6 +121,66 @@ def vision_plans(
                         "features",
                     )
                 )
+    return plans
+
+
+def variant_plans(
+    spec: ClusterSpec,
+    base: str,
+    variant: str,
+    hosts: list[str],
+    n_stages: int,
+    client_tier: Tier,
+    input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
+) -> list[Plan]:
+    """A variant of ``base`` run whole on one node: locally, or offloaded with an input codec.
+
+    Plan ids carry the variant's tag first: ``int8:local@device``, ``int8:edge/jpeg90``.
+    Split plans are left to the base model: a pruned variant's features have other
+    shapes, so the base's feature-codec measurements would not describe them."""
+    tag = variant.split(":", 1)[1]
+    plans = []
+    for node in spec.nodes:
+        if node.name not in hosts:
+            continue
+        if node.tier == client_tier:
+            plans.append(
+                Plan(
+                    f"{tag}:local@{node.name}",
+                    "classify",
+                    variant,
+                    node.name,
+                    None,
+                    n_stages,
+                    n_stages,
+                    None,
+                    None,
+                    (client_tier,),
+                    "nothing",
+                    base,
+                )
+            )
+            continue
+        link = spec.link_between(client_tier, node.tier)
+        if link is None:
+            continue
+        for codec in input_codecs:
+            plans.append(
+                Plan(
+                    f"{tag}:{node.name}/{codec}",
+                    "classify",
+                    variant,
+                    None,
+                    node.name,
+                    0,
+                    n_stages,
+                    codec,
+                    link.name,
+                    (node.tier,),
+                    "raw",
+                    base,
+                )
+            )
     return plans
 
 

@@ -8,6 +8,7 @@ the node (a codec's size and accuracy at a split point). Metric names:
     codec:{c}@{k}:agreement       top-1 agreement with the unsplit fp32 model
     codec:{c}@{k}:ms              encode + decode time
     out:bytes                     wire bytes of the model's output (logits)
+    model:agreement               a variant's top-1 agreement with its base model
     llm:prefill_tok_s             prompt tokens per second
     llm:decode_tok_s              generated tokens per second
     llm:overhead_ms               fixed time per request

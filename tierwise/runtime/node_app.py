@@ -236,6 +236,10 @@ def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
             entry["task"] = "image-classification"
             entry["stages"] = [s.__dict__ for s in staged.stages]
             entry["split_points"] = staged.split_points
+            card = models.variants.get(name)
+            if card is not None:
+                entry["variant_of"] = card.base
+                entry["measured"] = card.measured
         entries.append(entry)
     emulated = None
     if node.speed_factor < 1:

@@ -1,0 +1,335 @@
+"""`tierwise optimize`: ONNX export, int8, pruning, distillation, variants and their plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tests.synthetic_cifar import synthetic_dataset, trained_net
+from tierwise.cli import app
+from tierwise.config import Policy, default_spec
+from tierwise.datasets.cifar10 import Cifar10
+from tierwise.datasets.photos import photo_set
+from tierwise.errors import InputError
+from tierwise.models.cifar_input import normalise
+from tierwise.models.onnx_variant import OnnxVariant
+from tierwise.models.registry import load_node_models
+from tierwise.models.variant_file import (
+    StageFile,
+    VariantCard,
+    find_variants,
+    read_card,
+    write_variant,
+)
+from tierwise.optimize.optimize_job import HeldOut, OptimizeOptions, run_optimize
+from tierwise.optimize.sources import cifar_source
+from tierwise.placement.cost import LiveState, build_vision_table
+from tierwise.placement.planner import decide
+from tierwise.placement.plans import variant_plans, vision_plans
+from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric, stage_metric
+
+runner = CliRunner(env={"COLUMNS": "250"})
+
+
+@pytest.fixture(scope="module")
+def data() -> Cifar10:
+    return synthetic_dataset()
+
+
+@pytest.fixture(scope="module")
+def net_path(tmp_path_factory: pytest.TempPathFactory, data: Cifar10) -> Path:
+    return trained_net(tmp_path_factory.mktemp("net"), data)
+
+
+def _held_out(data: Cifar10) -> list[HeldOut]:
+    return [HeldOut("synthetic-test", normalise(data.x_test), data.y_test)]
+
+
+def _torch_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    net = cifar_source(path, "cifar10-net").net
+    with torch.inference_mode():
+        out: np.ndarray = net(torch.from_numpy(x)).numpy()
+    return out
+
+
+# ---------------------------------------------------------------- export and serving
+
+
+def test_export_serves_stage_by_stage_like_the_torch_network(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    source = cifar_source(net_path, "cifar10-net")
+    options = OptimizeOptions(name="fp32")
+    outcome = run_optimize(source, options, tmp_path, _held_out(data), None, None, None)
+    assert outcome.card.measured["agreement"] == 1.0
+    variant = OnnxVariant("cifar10-net:fp32", outcome.folder)
+    x = normalise(data.x_test[:8])
+    want = _torch_logits(net_path, x)
+    np.testing.assert_allclose(variant.run_all(x), want, rtol=1e-4, atol=1e-4)
+    # Any split of the stages composes to the same answer, as split plans need.
+    head = variant.run_stages(x, 0, 2)
+    np.testing.assert_allclose(variant.run_stages(head, 2, 5), want, rtol=1e-4, atol=1e-4)
+    assert [s.output_shape for s in variant.stages][-1] == (10,)
+    assert variant.labels()[0] == "airplane"
+
+
+def test_static_int8_is_smaller_and_keeps_the_answers(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    source = cifar_source(net_path, "cifar10-net")
+    calibration = normalise(data.x_train[:64])
+    fp32 = run_optimize(
+        source, OptimizeOptions(name="fp32"), tmp_path, _held_out(data), None, None, None
+    )
+    int8 = run_optimize(
+        source,
+        OptimizeOptions(name="int8", quantize="static"),
+        tmp_path,
+        _held_out(data),
+        None,
+        calibration,
+        None,
+    )
+    size = {
+        v.card.name: sum(p.stat().st_size for p in v.folder.glob("*.onnx")) for v in (fp32, int8)
+    }
+    assert size["int8"] < size["fp32"] / 2.5
+    assert int8.card.measured["agreement"] >= 0.9
+    assert int8.card.steps[-1] == {"step": "quantize", "dtype": "int8", "mode": "static"}
+
+
+def test_pruning_removes_channels_and_fine_tuning_recovers(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    source = cifar_source(net_path, "cifar10-net")
+    before = source.params
+    options = OptimizeOptions(name="pruned50", prune=0.5, epochs=4, lr=0.05)
+    outcome = run_optimize(source, options, tmp_path, _held_out(data), data, None, None)
+    prune_step = next(s for s in outcome.card.steps if s["step"] == "prune")
+    assert prune_step["params_before"] == before
+    assert prune_step["params_after"] < before * 0.4
+    assert outcome.card.measured["params"] < before * 0.4
+    # Fewer channels really: the stage shapes in the card shrank.
+    assert outcome.card.stages[1].output_shape[0] < 16  # width 8: 16 channels before
+    assert outcome.card.measured["accuracy"] >= outcome.card.measured["reference_accuracy"] - 0.2
+
+
+def test_distilled_student_is_smaller_and_learns_from_the_teacher(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    teacher = cifar_source(net_path, "cifar10-net")
+    options = OptimizeOptions(name="student-w4", student_width=4, epochs=10, lr=0.1)
+    outcome = run_optimize(teacher, options, tmp_path, _held_out(data), data, None, None)
+    assert outcome.card.base == "cifar10-net"
+    assert outcome.card.measured["params"] < teacher.params / 3
+    # 40 steps of a width-4 network: far from done, but well past chance (10%).
+    assert outcome.card.measured["accuracy"] >= 0.4
+    assert outcome.card.measured["agreement"] >= 0.4
+
+
+def test_a_rerun_resumes_from_the_checkpoint(net_path: Path, data: Cifar10, tmp_path: Path) -> None:
+    options = OptimizeOptions(name="pruned50", prune=0.5, epochs=2, lr=0.02)
+    first = run_optimize(
+        cifar_source(net_path, "n"), options, tmp_path, _held_out(data), data, None, None
+    )
+    # No data now: had the fine-tune not been checkpointed, the rerun could not prune.
+    again = run_optimize(
+        cifar_source(net_path, "n"), options, tmp_path, _held_out(data), None, None, None
+    )
+    assert again.card.stages == first.card.stages
+    assert again.card.measured["agreement"] == first.card.measured["agreement"]
+
+
+# ---------------------------------------------------------------- the variant folder
+
+
+def _card(name: str, base: str = "cifar10-net") -> VariantCard:
+    stage = StageFile("only", (3, 32, 32), (10,), 30)
+    return VariantCard(name, base, "cifar", 32, [stage], measured={"agreement": 0.9})
+
+
+def test_variant_writes_are_atomic_and_found_by_base(tmp_path: Path) -> None:
+    write_variant(tmp_path, _card("a"), [b"graph-a"])
+    write_variant(tmp_path, _card("b", base="other"), [b"graph-b"])
+    (tmp_path / "cifar10-net" / ".c.writing-1").mkdir()  # a write that died half-way
+    (tmp_path / "cifar10-net" / "d").mkdir()  # a folder without a card
+    found = find_variants(tmp_path, "cifar10-net")
+    assert [card.name for _, card in found] == ["a"]
+    # Rewriting replaces the old variant whole.
+    write_variant(tmp_path, _card("a"), [b"graph-a2"])
+    assert (tmp_path / "cifar10-net" / "a" / "stage0.onnx").read_bytes() == b"graph-a2"
+    assert not [p for p in (tmp_path / "cifar10-net").iterdir() if "retired" in p.name]
+    # Two models' variants of one name live side by side.
+    assert (tmp_path / "other" / "b" / "variant.json").is_file()
+
+
+def test_a_tampered_or_foreign_variant_is_refused(tmp_path: Path) -> None:
+    folder = write_variant(tmp_path, _card("a"), [b"graph"])
+    (folder / "stage0.onnx").write_bytes(b"other")
+    with pytest.raises(InputError, match="digest"):
+        OnnxVariant("x", folder)
+    body = json.loads((folder / "variant.json").read_text())
+    body["format"] = "something/9"
+    (folder / "variant.json").write_text(json.dumps(body))
+    with pytest.raises(InputError, match="expected 'tierwise-variant/1'"):
+        read_card(folder)
+    with pytest.raises(InputError, match="not a model variant"):
+        read_card(tmp_path)
+
+
+# ---------------------------------------------------------------- bad input, before any work
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prune", "1.5"], "--prune: expected a fraction of channels in (0, 1), got 1.5"),
+        (["--prune", "0"], "--prune: expected a fraction of channels in (0, 1), got 0.0"),
+        ([], "nothing to do"),
+        (["--quantize", "int8"], "--calibration: static int8 quantization needs a folder"),
+        (["--quantize", "int4"], "--quantize: expected int8, int8-dynamic or none"),
+        (["--export", "tflite"], "--export: expected onnx"),
+    ],
+)
+def test_bad_options_fail_before_any_work(
+    net_path: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["optimize", str(net_path), *args, "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_calibration_folder_without_images_is_refused(net_path: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    args = ["optimize", str(net_path), "--quantize", "int8", "--calibration", str(empty)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "v")])
+    assert result.exit_code == 1
+    assert "has no images" in result.output
+    assert not (tmp_path / "v").exists()
+
+
+def test_students_need_a_teacher_and_must_be_smaller(net_path: Path, tmp_path: Path) -> None:
+    out = ["--out", str(tmp_path)]
+    lone = runner.invoke(app, ["optimize", "cifar-net:w4", *out])
+    assert "needs --distill TEACHER" in lone.output
+    big = runner.invoke(app, ["optimize", "cifar-net:w64", "--distill", str(net_path), *out])
+    assert "not fewer than the teacher's" in big.output
+    lite = runner.invoke(app, ["optimize", "cifar-net:w4", "--distill", "efficientnet-lite0"])
+    assert "ImageNet-scale images" in lite.output
+    wrong = runner.invoke(app, ["optimize", str(tmp_path / "none.npz"), "--export", "onnx"])
+    assert "no such file" in wrong.output
+
+
+def test_cli_writes_an_int8_variant_measured_on_photos(net_path: Path, tmp_path: Path) -> None:
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for name, image in photo_set(8):
+        image.save(calib / f"{name}.jpg")
+    out = tmp_path / "variants"
+    args = ["optimize", str(net_path), "--quantize", "int8", "--calibration", str(calib)]
+    result = runner.invoke(app, [*args, "--out", str(out), "--data", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    card = read_card(out / "cifar10-net" / "int8")
+    assert card.measured["n"] == len(photo_set())  # no CIFAR-10 here: the photos, shrunk
+    assert "cifar10-net:int8: agreement" in result.output
+
+
+# ---------------------------------------------------------------- nodes and the planner
+
+
+def test_nodes_serve_the_variants_of_models_they_host(net_path: Path, tmp_path: Path) -> None:
+    source = cifar_source(net_path, "cifar10-net")
+    held = [HeldOut("photos", np.concatenate([source.preprocess(i) for _, i in photo_set(4)]))]
+    run_optimize(source, OptimizeOptions(name="fp32"), tmp_path, held, None, None, None)
+    spec = default_spec().model_dump(mode="python")
+    spec["models"]["cifar10-net"] = {"kind": "cifar-net", "path": str(net_path)}
+    spec["nodes"][0]["models"] = ["cifar10-net"]
+    spec["variants_dir"] = str(tmp_path)
+    parsed = type(default_spec()).model_validate(spec)
+    models = load_node_models(parsed, parsed.nodes[0], {}, threads=1)
+    try:
+        assert models.kinds["cifar10-net:fp32"] == "onnx-variant"
+        assert models.variants["cifar10-net:fp32"].base == "cifar10-net"
+        x = held[0].x[:2]
+        np.testing.assert_allclose(
+            models.staged_model("cifar10-net:fp32").run_all(x),
+            models.staged_model("cifar10-net").run_all(x),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    finally:
+        models.close()
+
+
+def test_min_quality_picks_the_variant_only_when_it_is_good_enough() -> None:
+    spec = default_spec()
+    base, variant, n = "efficientnet-lite0", "efficientnet-lite0:int8", 6
+    plans = vision_plans(spec, base, n, "device", feature_codecs=())
+    plans += variant_plans(spec, base, variant, ["device", "edge"], n, "device")
+    ids = {p.id for p in plans}
+    assert {"int8:local@device", "int8:edge/jpeg90", "int8:edge/png"} <= ids
+    profiles = Profiles()
+    for node, ms in (("device", 40.0), ("edge", 10.0), ("cloud", 10.0)):
+        for i in range(n):
+            profiles.set(node, base, stage_metric(i), ms)
+            profiles.set(node, variant, stage_metric(i), ms / 4)  # four times faster
+    for codec, size in (("jpeg90", 20_000.0), ("png", 90_000.0)):
+        for what, value in (("bytes", size), ("ms", 2.0), ("agreement", 0.99)):
+            profiles.set(ANY_NODE, base, codec_metric(codec, 0, what), value)
+    profiles.set(ANY_NODE, base, "out:bytes", 4000.0)
+    profiles.set(ANY_NODE, variant, "model:agreement", 0.95)
+    table = build_vision_table(spec, plans, profiles)
+    quality = dict(zip([p.id for p in plans], table.quality, strict=True))
+    assert quality["int8:local@device"] == pytest.approx(0.95)
+    assert quality["int8:edge/jpeg90"] == pytest.approx(0.95 * 0.99)
+    links, nodes = len(table.links), len(table.nodes)
+    live = LiveState(
+        np.full(links, 250e3),
+        np.full(links, 0.02),
+        np.ones(links, bool),
+        np.zeros(nodes),
+        np.ones(nodes, bool),
+    )
+    loose = decide(table, live, Policy(min_quality=0.9), True)
+    strict = decide(table, live, Policy(min_quality=0.99), True)
+    assert plans[loose.best].id == "int8:local@device"
+    assert not plans[strict.best].id.startswith("int8:")
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def test_bench_optimize_measures_each_variant_against_its_original(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    from tierwise.bench.optimize import Group, Subject, add_variants, measure, report
+
+    variants = tmp_path / "variants"
+    source = cifar_source(net_path, "cifar10-net")
+    options = OptimizeOptions(name="student-w4", student_width=4, epochs=2, lr=0.1)
+    run_optimize(source, options, variants, _held_out(data), data, None, None)
+    x = normalise(data.x_test[:64])
+    original = Subject("cifar10-net (PyTorch fp32)", "torch", str(net_path), 1)
+    original.size_bytes = net_path.stat().st_size
+    group = Group("cifar10-net", x, [("test", 0, 64, data.y_test[:64])], [original])
+    add_variants(group, variants)
+    assert [s.label for s in group.subjects][1:] == ["cifar10-net:student-w4"]
+    empty = measure([group], threads=1, repeats=3, console=Console(quiet=True))
+    results = tmp_path / "results"
+    out = report([group], empty, 1, results, Console(quiet=True))
+    rows = out["sections"][0]["rows"]
+    assert rows[0]["agreement:test"] == 1.0 and rows[0]["speedup_b1"] == 1.0
+    assert rows[1]["params"] < rows[0]["params"] / 3
+    assert rows[1]["size_ratio"] > 1 and rows[1]["peak_rss_mb"] > 0
+    target = out["sections"][0]["targets"][0]
+    assert target["target"].startswith("student ≤ 1/4 of the parameters")
+    assert {p.name for p in results.iterdir()} == {"optimize.json", "optimize.md", "optimize.png"}

@@ -1,0 +1,264 @@
+"""One `tierwise optimize` run: distil → prune → export → quantize → measure → write.
+
+Every step is optional except the ONNX export (variants are served by ONNX Runtime, and
+a pruned network's new shape could not be saved any other way without pickle). All
+inputs are checked before any work starts. The finished variant is written atomically
+with its card; a failed run leaves nothing where nodes look for variants.
+
+Resuming: each finished step leaves a checkpoint in ``<out>/.work/<name>/`` keyed by
+the options that produced it, so rerunning the same command skips what is done.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tierwise.datasets.cifar10 import Cifar10
+from tierwise.errors import InputError
+from tierwise.models.variant_file import StageFile, VariantCard, write_variant
+from tierwise.optimize.sources import Source
+
+Step = Callable[[str, int, int], None]  # (phase, done, total)
+Quantize = Literal["none", "static", "dynamic"]
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    name: str
+    quantize: Quantize = "none"
+    prune: float | None = None
+    #: width of a fresh CIFAR student distilled from the model (None: no distillation)
+    student_width: int | None = None
+    epochs: int = 4  # distillation or post-pruning fine-tune
+    lr: float = 0.05
+
+    def key(self, upto: str) -> str:
+        """A digest of the options that decide the checkpoint after step ``upto``."""
+        parts: dict[str, Any] = {"student_width": self.student_width, "epochs": self.epochs}
+        if upto in ("prune", "export", "quantize"):
+            parts |= {"prune": self.prune, "lr": self.lr}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class HeldOut:
+    """Images no step trained or calibrated on, with labels where they are known."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None = None
+
+
+@dataclass
+class Outcome:
+    folder: Path
+    card: VariantCard
+    log: list[str] = field(default_factory=list)
+
+
+def run_optimize(
+    source: Source,
+    options: OptimizeOptions,
+    out: Path,
+    held_out: list[HeldOut],
+    cifar: Cifar10 | None,
+    calibration: np.ndarray | None,
+    finetune: np.ndarray | None,
+    step: Step = lambda *_: None,
+) -> Outcome:
+    """Make the variant and write it under ``out``; inputs were checked by the caller."""
+    from tierwise.optimize.onnx_export import check_export, export_stages, graph_params
+
+    started = time.perf_counter()
+    reference = copy.deepcopy(source.net).eval()
+    work = out / source.name / ".work" / options.name
+    steps: list[dict[str, Any]] = []
+    if options.student_width is not None:
+        _distil(source, reference, options, cifar, work, step)
+        steps.append({"step": "distill", "student_width": options.student_width})
+    resumed = _load_checkpoint(work, options.key("export"))
+    if resumed is None:
+        if options.prune is not None:
+            steps.append(_prune(source, options, cifar, finetune, step))
+        step("exporting to ONNX", 0, 1)
+        graphs = export_stages(source.net, source.input_shape)
+        check = check_export(source.net, graphs, held_out[0].x[:16])
+        steps.append({"step": "export", "format": "onnx", "max_abs_diff": check.max_abs_diff})
+        stages = [
+            StageFile(s.name, s.input_shape, s.output_shape, graph_params(graph))
+            for s, graph in zip(source.stage_infos(), graphs, strict=True)
+        ]
+        _save_checkpoint(work, options.key("export"), graphs, stages, steps)
+        step("exporting to ONNX", 1, 1)
+    else:
+        graphs, stages, steps = resumed
+    if options.quantize != "none":
+        graphs = _quantize(graphs, options.quantize, calibration, step)
+        steps.append({"step": "quantize", "dtype": "int8", "mode": options.quantize})
+    measured = _measure(graphs, reference, held_out, step)
+    measured["params"] = float(sum(s.params for s in stages))
+    measured["seconds_to_make"] = round(time.perf_counter() - started, 1)
+    card = VariantCard(
+        options.name, source.name, source.input_kind, source.image_size, stages, steps, measured
+    )
+    folder = write_variant(out, card, graphs)
+    return Outcome(folder, card)
+
+
+def _distil(
+    source: Source,
+    teacher: Any,
+    options: OptimizeOptions,
+    cifar: Cifar10 | None,
+    work: Path,
+    step: Step,
+) -> None:
+    """Replace ``source.net`` by a fresh narrower student trained on the teacher's outputs."""
+    from tierwise.models.cifar_net import build, load, save
+    from tierwise.optimize.train_cifar import TrainConfig, train
+
+    assert options.student_width is not None and cifar is not None
+    checkpoint = work / f"student-{options.key('distill')}.npz"
+    if checkpoint.is_file():
+        source.net, _ = load(checkpoint)
+        return
+    config = TrainConfig(epochs=options.epochs, width=options.student_width, lr=options.lr)
+    result = train(
+        cifar,
+        config,
+        lambda done, total, _row: step("distilling", done, total),
+        net=build(options.student_width),
+        teacher=teacher,
+    )
+    source.net = result.net
+    save(result.net, options.student_width, {"test_accuracy": result.test_accuracy}, checkpoint)
+
+
+def _prune(
+    source: Source,
+    options: OptimizeOptions,
+    cifar: Cifar10 | None,
+    finetune: np.ndarray | None,
+    step: Step,
+) -> dict[str, Any]:
+    """Prune channels, then recover: on CIFAR-10 labels for CIFAR networks, else by
+    distillation from the unpruned network on the fine-tune images."""
+    from tierwise.optimize.distill import DistillConfig, distill_on_images
+    from tierwise.optimize.prune import prune_channels
+    from tierwise.optimize.train_cifar import TrainConfig, train
+
+    assert options.prune is not None
+    teacher = copy.deepcopy(source.net).eval()
+    result = prune_channels(source.net, source.input_shape, options.prune)
+    report = {
+        "step": "prune",
+        "ratio": options.prune,
+        "params_before": result.params_before,
+        "params_after": result.params_after,
+        "finetune_epochs": options.epochs,
+    }
+    if source.input_kind == "cifar" and cifar is not None:
+        config = TrainConfig(epochs=options.epochs, lr=options.lr)
+        tuned = train(
+            cifar,
+            config,
+            lambda done, total, _row: step("fine-tuning", done, total),
+            net=source.net,
+            teacher=teacher,
+        )
+        source.net = tuned.net
+    elif finetune is not None:
+        config_d = DistillConfig(epochs=options.epochs, lr=options.lr)
+        distill_on_images(
+            source.net,
+            teacher,
+            finetune,
+            config_d,
+            lambda done, total, _row: step("fine-tuning", done, total),
+        )
+    source.net.eval()
+    return report
+
+
+def _quantize(
+    graphs: list[bytes], mode: Quantize, calibration: np.ndarray | None, step: Step
+) -> list[bytes]:
+    from tierwise.optimize.onnx_quantize import quantize_dynamic_stages, quantize_static_stages
+
+    step(f"quantizing ({mode})", 0, 1)
+    if mode == "static":
+        if calibration is None:
+            raise InputError("--calibration: static quantization needs a folder of images")
+        graphs = quantize_static_stages(graphs, calibration)
+    else:
+        graphs = quantize_dynamic_stages(graphs)
+    step(f"quantizing ({mode})", 1, 1)
+    return graphs
+
+
+def _measure(
+    graphs: list[bytes], reference: Any, held_out: list[HeldOut], step: Step
+) -> dict[str, float]:
+    """Top-1 agreement with the unoptimized network (and accuracy where labels exist)."""
+    import torch
+
+    from tierwise.optimize.onnx_export import run_graphs
+
+    measured: dict[str, float] = {}
+    for index, data in enumerate(held_out):
+        step(f"measuring on {data.name}", index, len(held_out))
+        got, want = [], []
+        for i in range(0, len(data.x), 100):
+            batch = data.x[i : i + 100]
+            got.append(run_graphs(graphs, batch).argmax(1))
+            with torch.inference_mode():
+                want.append(reference(torch.from_numpy(batch)).argmax(1).numpy())
+        pred, ref = np.concatenate(got), np.concatenate(want)
+        prefix = "" if index == 0 else f"{data.name}:"
+        measured[f"{prefix}agreement"] = float((pred == ref).mean())
+        measured[f"{prefix}n"] = float(len(pred))
+        if data.y is not None:
+            measured[f"{prefix}accuracy"] = float((pred == data.y).mean())
+            measured[f"{prefix}reference_accuracy"] = float((ref == data.y).mean())
+    step("measuring", len(held_out), len(held_out))
+    return measured
+
+
+Checkpoint = tuple[list[bytes], list[StageFile], list[dict[str, Any]]]
+
+
+def _save_checkpoint(
+    work: Path,
+    key: str,
+    graphs: list[bytes],
+    stages: list[StageFile],
+    steps: list[dict[str, Any]],
+) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    for i, graph in enumerate(graphs):
+        (work / f"{key}-stage{i}.onnx").write_bytes(graph)
+    # The index is written last: a checkpoint without one is incomplete and ignored.
+    index = {"stages": [asdict(s) for s in stages], "steps": steps}
+    (work / f"{key}.json").write_text(json.dumps(index))
+
+
+def _load_checkpoint(work: Path, key: str) -> Checkpoint | None:
+    path = work / f"{key}.json"
+    if not path.is_file():
+        return None
+    index = json.loads(path.read_text())
+    stages = [
+        StageFile(s["name"], tuple(s["input_shape"]), tuple(s["output_shape"]), int(s["params"]))
+        for s in index["stages"]
+    ]
+    graphs = [(work / f"{key}-stage{i}.onnx").read_bytes() for i in range(len(stages))]
+    return graphs, stages, list(index["steps"])
