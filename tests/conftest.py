@@ -83,6 +83,7 @@ def small_spec(**node_overrides: object) -> ClusterSpec:
     """One device node hosting only EfficientNet-Lite0: starts in a couple of seconds."""
     data = {
         "name": "small",
+        "variants_dir": None,  # hermetic: no developer-made variants
         "models": {"efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"}},
         "nodes": [
             {

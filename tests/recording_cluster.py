@@ -57,6 +57,7 @@ def _spec(echo_url: str) -> dict[str, Any]:
     power = {"active_watts": 10, "idle_watts": 1, "source": "test figures"}
     return {
         "name": "privacy",
+        "variants_dir": None,  # hermetic: no developer-made variants
         "models": {
             "smollm2": {
                 "kind": "llama-cpp",

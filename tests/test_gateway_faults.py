@@ -25,6 +25,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     spec = parse_spec(
         {
             "name": "faults",
+            "variants_dir": None,  # hermetic: no developer-made variants
             "models": {
                 "efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"},
                 "smollm2": {

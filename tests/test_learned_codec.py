@@ -162,6 +162,7 @@ def _cifar_spec(net: Path, codec: Path) -> dict[str, object]:
     model = {"kind": "cifar-net", "path": str(net), "codecs": [str(codec)]}
     return {
         "name": "learned-codecs",
+        "variants_dir": None,  # hermetic: no developer-made variants
         "models": {"cifar-tiny": model},
         "prices": {},
         "nodes": [

@@ -1086,3 +1086,9 @@ def optimize(
         f"{int(m['n'])} held-out images{extra}; {int(m['params']):,} parameters; "
         f"wrote {outcome.folder}"
     )
+    if m["agreement"] < 0.9:
+        console.print(
+            "[yellow]warning: this variant disagrees with its base on more than 10% of the "
+            "held-out images; nodes will serve it, so give policies a min_quality, or delete "
+            f"{outcome.folder}[/]"
+        )

@@ -26,6 +26,9 @@ def session(graph: bytes | Path, threads: int = 0) -> Any:
     ort = onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # A variant is a chain of sessions, one per stage, each with its own thread pool;
+    # spinning pools would fight each other for the cores between stages.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initializers are noise here
     source = str(graph) if isinstance(graph, Path) else graph
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
