@@ -195,7 +195,7 @@ def targets(group: Group, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = []
     original = table[0]
     first = group.sets[0][0]
-    teacher_params = None
+    teacher_params = original["params"]
     for row in table[1:]:
         steps = row["steps"]
         loss_pt = _loss_pt(original, row, group)
@@ -216,7 +216,6 @@ def targets(group: Group, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
         if "distil" in steps:
-            teacher_params = teacher_params or _params_of_original(group)
             share = (row["params"] or 0) / teacher_params if teacher_params else float("nan")
             holds = share <= TARGETS["student_param_share"] and loss_pt <= 2.0
             found.append(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +62,6 @@ class HeldOut:
 class Outcome:
     folder: Path
     card: VariantCard
-    log: list[str] = field(default_factory=list)
 
 
 def run_optimize(
