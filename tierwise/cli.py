@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -1092,3 +1093,49 @@ def optimize(
             "held-out images; nodes will serve it, so give policies a min_quality, or delete "
             f"{outcome.folder}[/]"
         )
+
+
+# ---------------------------------------------------------------- federated learning
+
+
+@bench_app.command("fl")
+def bench_fl(
+    data: DataOpt = None,
+    out: ResultsOpt = Path("bench/results"),
+    clients: Annotated[int, typer.Option(min=2, help="Clients in every run.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds in every run.")] = 30,
+    local_epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 1,
+    model: Annotated[str, typer.Option(help="head or cnn (see `tierwise fl run`).")] = "head",
+    image_size: Annotated[int, typer.Option(help="Pixels the head's backbone sees.")] = 128,
+    lr: Annotated[float, typer.Option(help="Client SGD learning rate.")] = 0.003,
+    partition: Annotated[
+        list[str] | None, typer.Option(help="Repeat for several (default: iid, dirichlet:0.5).")
+    ] = None,
+    compress: Annotated[
+        list[str] | None, typer.Option(help="Repeat for several; none is always included.")
+    ] = None,
+) -> None:
+    """FedAvg with and without update compression: accuracy, uplink bytes, simulated time."""
+    from tierwise.bench.fl import FLBenchPlan, run_fl_bench
+
+    plan = FLBenchPlan(
+        data=_data_folder(data).resolve(), out=out, clients=clients, rounds=rounds,
+        local_epochs=local_epochs, model=model, image_size=image_size, lr=lr,
+    )  # fmt: skip
+    if partition:
+        plan = dataclasses.replace(plan, partitions=partition)
+    if compress:
+        chosen = ["none", *[c for c in compress if c != "none"]]
+        plan = dataclasses.replace(plan, compressions=chosen)
+    try:
+        result = run_fl_bench(plan, lambda line: console.print(line))
+    except TierwiseError as exc:
+        raise _fail(exc) from exc
+    console.print(Path(out / "fl.md").read_text())
+    for path in result["written"]:
+        console.print(f"wrote {path}")
+
+
+from tierwise.fl_cli import fl_app  # noqa: E402 - registered last, like the other groups
+
+app.add_typer(fl_app, name="fl")

@@ -158,6 +158,27 @@ class EfficientNetLite(StagedModel):
             p.requires_grad_(False)
         return self._torch.nn.Sequential(*stages).eval()
 
+    def trunk(self) -> Any:
+        """The frozen network up to its pooled 1,280 features (no classifier), as a
+        ``torch.nn.Module``: a backbone for heads trained on other tasks (the federated
+        head), exportable to ONNX with them."""
+        torch, groups = self._torch, self._groups
+        for p in self._net.parameters():
+            p.requires_grad_(False)
+
+        class Trunk(torch.nn.Module):  # type: ignore[misc, name-defined]
+            def __init__(self, net: Any) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: Any) -> Any:
+                for index in range(len(_STAGE_GROUPS)):
+                    x = stage_forward(groups, index, self.net, x)
+                x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+                return self.net._avg_pooling(x).flatten(1)
+
+        return Trunk(self._net).eval()
+
     def whole_model_logits(self, x: np.ndarray) -> np.ndarray:
         """The unsplit network's own forward pass, as a reference for split equality."""
         torch = self._torch
@@ -180,6 +201,11 @@ def stage_forward(groups: list[list[int]], index: int, net: Any, x: Any) -> Any:
             scaled = rate * float(block_index) / len(net._blocks) if rate else rate
             x = net._blocks[block_index](x, drop_connect_rate=scaled)
     return x
+
+
+def normalize_pixels(x: Any) -> Any:
+    """0..255 pixels (a tensor or array) scaled the way the pretrained network expects."""
+    return (x - _MEAN) / _STD
 
 
 def preprocess_image(image: Image.Image, size: int) -> np.ndarray:
