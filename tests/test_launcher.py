@@ -118,7 +118,15 @@ def _spec_file(tmp_path: Path) -> Path:
     return path
 
 
-def _start_up(tmp_path: Path, state_dir: Path) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_up(
+    tmp_path: Path, state_dir: Path, sigint_ignored: bool = False
+) -> subprocess.Popen[str]:
+    """``sigint_ignored``: start it the way a script's ``cmd &`` does, SIGINT inherited as
+    ignored, so Ctrl-C only works if ``tierwise up`` sets its own handler."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERWISE_")}
     proc = subprocess.Popen(
         [
@@ -135,6 +143,7 @@ def _start_up(tmp_path: Path, state_dir: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**env, "COLUMNS": "200"},
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
     assert proc.stdout is not None
     lines = []
@@ -146,7 +155,7 @@ def _start_up(tmp_path: Path, state_dir: Path) -> subprocess.Popen[str]:
 
 
 def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path, state_dir: Path) -> None:
-    proc = _start_up(tmp_path, state_dir)
+    proc = _start_up(tmp_path, state_dir, sigint_ignored=True)
     children = [p for p in _processes_mentioning(str(state_dir)) if p != proc.pid]
     assert children, "the node process should be running"
     proc.send_signal(signal.SIGINT)

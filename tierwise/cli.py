@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -102,6 +103,7 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
     console.print(_endpoints_table(state))
     console.print(f"state and token: {state.state_dir}   (Ctrl-C to stop)")
     try:
+        _stop_on_signals()
         while True:
             for dead in cluster.poll():
                 what = f"{dead.kind} {dead.name} exited with code {dead.returncode}"
@@ -113,6 +115,18 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
     finally:
         cluster.stop()
     console.print("all processes stopped")
+
+
+def _stop_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM both end the watch loop, so the finally block stops the
+    children. Started in the background from a script, a process inherits SIGINT as
+    ignored, and Python then never raises KeyboardInterrupt; so the handler is set here."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @app.command()

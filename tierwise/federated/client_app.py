@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,53 @@ app = ClientApp(mods=[fault_injection_mod, update_compression_mod, clipping_when
 def train(msg: Message, context: Context) -> Message:
     settings = FLSettings.from_record(msg.content[CONFIG])
     partition = int(context.node_config["partition-id"])
+    config = msg.content.config_records[CONFIG]
+    trained = train_share(
+        settings,
+        partition,
+        record_weights(msg.content.array_records[ARRAYS]),
+        round_=int(config.get("server-round", 0)),  # type: ignore[arg-type]
+        proximal_mu=float(config.get("proximal-mu", 0.0)),  # type: ignore[arg-type]
+    )
+    metrics = MetricRecord(
+        {
+            "num-examples": trained.examples,
+            "train-loss": trained.loss,
+            "train-seconds": trained.seconds,
+            "partition-id": partition,
+        }
+    )
+    content = RecordDict({ARRAYS: weights_record(trained.weights), METRICS: metrics})
+    return Message(content=content, reply_to=msg)
+
+
+@dataclass
+class TrainedShare:
+    """What one round of local training produced."""
+
+    weights: dict[str, np.ndarray]
+    examples: int
+    loss: float
+    seconds: float
+
+
+def train_share(
+    settings: FLSettings,
+    partition: int,
+    weights: dict[str, np.ndarray] | list[np.ndarray],
+    round_: int,
+    proximal_mu: float = 0.0,
+) -> TrainedShare:
+    """Train the global weights on this partition for the run's local epochs.
+
+    ``weights`` is by name, or (as NumPyClient sends it) a list in the model's own order.
+    Shared by the plain ClientApp and the SecAgg+ one, so both learn identically."""
     x, y, classes = client_share(settings, partition)
     torch.set_num_threads(1)  # nodes share the machine's cores with each other
     model = build_model(settings.model, classes)
-    set_weights(model, record_weights(msg.content.array_records[ARRAYS]))
-    config = msg.content.config_records[CONFIG]
-    round_ = int(config.get("server-round", 0))  # type: ignore[arg-type]
-    mu = float(config.get("proximal-mu", 0.0))  # type: ignore[arg-type]
+    if isinstance(weights, list):
+        weights = dict(zip(model.state_dict(), weights, strict=True))
+    set_weights(model, weights)
     started = time.perf_counter()
     loss = train_local(
         model,
@@ -53,22 +94,13 @@ def train(msg: Message, context: Context) -> Message:
             settings.local_epochs,
             settings.lr * settings.lr_decay ** max(round_ - 1, 0),
             settings.batch,
-            proximal_mu=mu,
+            proximal_mu=proximal_mu,
             seed=settings.seed * 100_003 + partition * 1_009 + round_,
         ),
     )
     seconds = time.perf_counter() - started
-    metrics = MetricRecord(
-        {
-            "num-examples": len(y),
-            "train-loss": loss,
-            "train-seconds": seconds,
-            "partition-id": partition,
-        }
-    )
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    content = RecordDict({ARRAYS: weights_record(state), METRICS: metrics})
-    return Message(content=content, reply_to=msg)
+    return TrainedShare(state, len(y), loss, seconds)
 
 
 def client_share(settings: FLSettings, partition: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -70,9 +70,7 @@ def to_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, np.float32))
 
 
-def train_local(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSettings
-) -> float:
+def train_local(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSettings) -> float:
     """SGD on one client's data; returns the mean training loss of the last epoch."""
     generator = torch.Generator().manual_seed(settings.seed)
     inputs, labels = to_tensor(x), torch.from_numpy(y)

@@ -30,15 +30,13 @@ from flwr.server.strategy import FedAvg as LegacyFedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
-from tierwise.federated.client_app import client_share, inputs_for
+from tierwise.federated.client_app import inputs_for, train_share
 from tierwise.federated.fl_config import FLSettings
 from tierwise.federated.fl_model import (
-    TrainSettings,
     build_model,
     evaluate,
     get_weights,
     set_weights,
-    train_local,
 )
 from tierwise.federated.link_accounting import ClientLeg, RoundRecord, message_bytes, settle_round
 from tierwise.federated.partition import partition_indices
@@ -184,25 +182,14 @@ class _SecAggClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         settings = FLSettings.from_record(config)
-        x, y, classes = client_share(settings, self.partition)
-        torch.set_num_threads(1)
-        model = build_model(settings.model, classes)
-        set_weights(model, dict(zip(get_weights(model), parameters, strict=True)))
-        round_ = int(config.get("server-round", 0))
-        started = time.perf_counter()
-        train_local(
-            model,
-            x,
-            y,
-            TrainSettings(
-                settings.local_epochs,
-                settings.lr * settings.lr_decay ** max(round_ - 1, 0),
-                settings.batch,
-                seed=settings.seed * 100_003 + self.partition * 1_009 + round_,
-            ),
+        trained = train_share(
+            settings,
+            self.partition,
+            parameters,
+            round_=int(config.get("server-round", 0)),
         )
-        metrics = {"train-seconds": time.perf_counter() - started, "partition-id": self.partition}
-        return list(get_weights(model).values()), len(y), metrics
+        metrics = {"train-seconds": trained.seconds, "partition-id": self.partition}
+        return list(trained.weights.values()), trained.examples, metrics
 
 
 def _client_fn(context: Context) -> Any:
