@@ -241,6 +241,9 @@ def test_cli_writes_an_int8_variant_measured_on_photos(net_path: Path, tmp_path:
     card = read_card(out / "cifar10-net" / "int8")
     assert card.measured["n"] == len(photo_set())  # no CIFAR-10 here: the photos, shrunk
     assert "cifar10-net:int8: agreement" in result.output
+    # Not a terminal: each phase is logged as lines, since a bar would show only at the end.
+    assert "quantizing (static): 0/1" in result.output
+    assert "quantizing (static): 1/1" in result.output
 
 
 # ---------------------------------------------------------------- nodes and the planner

@@ -999,7 +999,13 @@ def _report_codecs(codecs: list[LearnedCodec], out: Path) -> None:
 
 @contextlib.contextmanager
 def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar per phase of a long job; ``step(phase, done, total)`` drives it."""
+    """A progress bar per phase of a long job; ``step(phase, done, total)`` drives it.
+
+    Into a log file or pipe (no terminal) Rich would show nothing until the end, so there
+    a line is printed at each tenth of each phase instead."""
+    if not console.is_terminal:
+        yield _phase_lines()
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
@@ -1012,6 +1018,20 @@ def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
             progress.update(tasks[phase], completed=done, total=total)
 
         yield step
+
+
+def _phase_lines() -> Callable[[str, int, int], None]:
+    started = time.perf_counter()
+    printed: dict[str, int] = {}
+
+    def step(phase: str, done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if printed.get(phase, -1) < tenth:
+            printed[phase] = tenth
+            line = f"[{time.perf_counter() - started:7.1f} s] {phase}: {done}/{total}"
+            console.print(line, markup=False, highlight=False)
+
+    return step
 
 
 # ---------------------------------------------------------------- optimize
