@@ -231,3 +231,40 @@ def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profil
     assert best(0.9) == "split@1/edge/ib-small"
     assert best(0.99) == "split@1/edge/ib-large"
     assert "ib-" not in best(0.999)
+
+
+def _chat_rounds(spec, explore: float, rounds: int = 20) -> list[str]:  # type: ignore[no-untyped-def]
+    """Chat requests where edge and cloud are equally fast (75 tok/s), but edge's profile
+    came from an unlucky sample (60 tok/s). Each answer teaches the chosen node its speed."""
+    true_decode = {"device": 19.0, "edge": 75.0, "cloud": 75.0}
+    profiles = Profiles()
+    for node, measured in (("device", 19.0), ("edge", 60.0), ("cloud", 75.0)):
+        profiles.set(node, "smollm2", "llm:prefill_tok_s", 300.0, samples=3)
+        profiles.set(node, "smollm2", "llm:decode_tok_s", measured, samples=3)
+    plans = chat_plans(spec, ["smollm2"], "device")
+    policy = Policy(weights=ObjectiveWeights(explore=explore))
+    chosen = []
+    for _ in range(rounds):
+        table = build_chat_table(spec, plans, profiles, {"smollm2": 30}, 64, exact_tokens=True)
+        rtt = {"device-edge": 0.02, "device-cloud": 0.08, "edge-cloud": 0.04}
+        live = LiveState(
+            np.full(len(table.links), 1e6),
+            np.array([rtt[name] for name in table.links]),
+            np.ones(len(table.links), bool),
+            np.zeros(len(table.nodes)),
+            np.ones(len(table.nodes), bool),
+        )
+        plan = table.plans[decide(table, live, policy, True).best]
+        node = plan.tail_node or ""
+        chosen.append(node)
+        profiles.observe(node, "smollm2", "llm:decode_tok_s", true_decode[node])
+    return chosen
+
+
+def test_exploration_retries_a_near_tied_node_that_was_profiled_on_a_bad_sample(spec) -> None:  # type: ignore[no-untyped-def]
+    assert {lk.name for lk in spec.links} == {"device-edge", "device-cloud", "edge-cloud"}
+    # Without exploration the unlucky profile is never corrected: every answer is paid for.
+    assert set(_chat_rounds(spec, explore=0.0)) == {"cloud"}
+    chosen = _chat_rounds(spec, explore=0.5)
+    assert "device" not in chosen  # 4x slower is not a near tie: never explored
+    assert chosen[-5:] == ["edge"] * 5  # edge measured, found faster (shorter RTT), kept

@@ -245,11 +245,17 @@ class EnergySpec(_Strict):
 
 class ObjectiveWeights(_Strict):
     """The planner minimises latency_s·latency + usd·USD + energy·joules. The defaults
-    value one cent like 0.1 s, and ten joules like 1 ms."""
+    value one cent like 0.1 s, and ten joules like 1 ms.
+
+    ``explore`` is optimism about estimates built on few measurements: a chat plan's
+    predicted compute counts as ``explore / sqrt(samples)`` shorter. Live answers refine
+    only the node that served them, so without it a node profiled once on a bad sample
+    would never be tried again. 0 turns it off."""
 
     latency: float = Field(1.0, ge=0)
     usd: float = Field(10.0, ge=0)
     energy: float = Field(1e-4, ge=0)
+    explore: float = Field(0.5, ge=0, le=1)
 
 
 class Policy(_Strict):

@@ -116,8 +116,8 @@ def fl_run(
     data: DataOpt = None,
     report: ReportOpt = None,
     inject_fault: Annotated[
-        str, Opt(hidden=True, help="For tests: KIND@PARTITION:ROUND,... (hang, crash, "
-                 "garbage, shape).")
+        str,
+        Opt(hidden=True, help="For tests: KIND@PARTITION:ROUND,... (hang, crash, garbage, shape)."),
     ] = "",
 ) -> None:
     """Train across simulated clients on Flower's simulation engine; print each round."""

@@ -45,7 +45,13 @@ class FLBenchPlan:
     partitions: list[str] = field(default_factory=lambda: ["iid", "dirichlet:0.5"])
     compressions: list[str] = field(
         default_factory=lambda: [
-            "none", "q8", "q4", "topk:0.01", "topk:0.01+q8", "topk:0.05+q8", "topk:0.05+q4"
+            "none",
+            "q8",
+            "q4",
+            "topk:0.01",
+            "topk:0.01+q8",
+            "topk:0.05+q8",
+            "topk:0.05+q4",
         ]
     )
 

@@ -76,6 +76,8 @@ class PlanTable:
     paid: np.ndarray
     profiled: np.ndarray
     local_calls: np.ndarray  # how many calls go to a node on the client's tier
+    #: compute seconds ÷ sqrt(measurements behind them); 0 where the estimate is settled
+    uncertainty_s: np.ndarray
 
     def __post_init__(self) -> None:
         # Index arrays with -1 clipped to 0, and masks saying where they are real, so a
@@ -116,6 +118,7 @@ class _Row:
     joules: float = 0.0
     quality: float = math.nan
     paid: bool = False
+    uncertainty_s: float = 0.0
 
 
 def build_vision_table(spec: ClusterSpec, plans: list[Plan], profiles: Profiles) -> PlanTable:
@@ -199,6 +202,8 @@ def _chat_row(
     out_tokens = min(max_tokens, typical) if typical and not exact_tokens else max_tokens
     seconds = overhead / 1e3 + prompt_tokens / prefill + out_tokens / decode
     row.compute_s = seconds
+    samples = profiles.samples(node, plan.model, "llm:decode_tok_s")
+    row.uncertainty_s = seconds / math.sqrt(max(samples, 1))
     model_spec = spec.models[plan.model]
     prior = getattr(model_spec, "quality", None)
     row.quality = prior.value if prior is not None else math.nan
@@ -249,6 +254,7 @@ def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
         paid=col([r.paid for r in rows], bool),
         profiled=col([not math.isnan(r.compute_s) for r in rows], bool),
         local_calls=col([_local_calls(p) for p in plans], float),
+        uncertainty_s=col([r.uncertainty_s for r in rows], float),
     )
 
 

@@ -8,7 +8,9 @@ Constraints come in two strengths:
   Then the plan that misses them by the least is chosen, and the decision names which
   constraints were relaxed.
 
-Among feasible plans the score is ``w_latency·s + w_usd·USD + w_energy·J``.
+Among feasible plans the score is ``w_latency·s + w_usd·USD + w_energy·J``, less an
+exploration bonus for chat plans whose speed rests on few measurements (see
+:class:`~tierwise.config.ObjectiveWeights`).
 :func:`decide` is pure and takes about 30 µs for ~50 plans; see ``tierwise bench placement``.
 """
 
@@ -78,6 +80,8 @@ def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -
         raise NoFeasiblePlan(_no_plan_message(table, live, policy, budget_ok))
     weights = policy.weights or _DEFAULT_WEIGHTS
     score = weights.latency * latency + weights.usd * usd + weights.energy * joules
+    if weights.explore:
+        score = score - weights.latency * weights.explore * table.uncertainty_s
     late, poor = _soft_misses(table, latency, policy)
     feasible = hard & ~late & ~poor
     # One sort gives the whole fallback order: feasible plans by score, then the plans

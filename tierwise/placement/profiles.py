@@ -65,6 +65,10 @@ class Profiles:
         self._samples[key] = self._samples.get(key, 0) + 1
         self.version += 1
 
+    def samples(self, node: str, model: str, metric: str) -> int:
+        """How many measurements stand behind a value (0 if there is none)."""
+        return self._samples.get((node, model, metric), 0)
+
     def stage_ms(self, node: str, model: str, start: int, end: int) -> float | None:
         """Summed compute time of stages [start, end) on ``node``; None if unmeasured."""
         total = 0.0
