@@ -241,7 +241,12 @@ def _llm_workload(bench: _Bench) -> dict[str, Any]:
             ext = response.json()["tierwise"]
             usd += ext["measured"]["usd"]
             plans.append(ext["plan"])
-        out[mode] = {"usd": usd, "p50_ms": statistics.median(lat), "plans": sorted(set(plans))}
+        out[mode] = {
+            "usd": usd,
+            "p50_ms": statistics.median(lat),
+            "plans": sorted(set(plans)),
+            "sequence": plans,
+        }
     cloud = out["all-cloud"]["usd"]
     out["saving"] = 1 - out["auto"]["usd"] / cloud if cloud > 0 else 0.0
     return out
@@ -450,9 +455,21 @@ def _llm_text(llm: dict[str, Any]) -> str:
     auto, cloud = llm["auto"], llm["all-cloud"]
     return (
         f"{len(LLM_PROMPTS)} mixed prompts: auto spent ${auto['usd']:.6f} "
-        f"(plans {', '.join(auto['plans'])}; p50 {auto['p50_ms']:.0f} ms); "
+        f"(plans in request order: {_runs(auto['sequence'])}; "
+        f"p50 {auto['p50_ms']:.0f} ms); "
         f"all-cloud ${cloud['usd']:.6f} (p50 {cloud['p50_ms']:.0f} ms): {llm['saving']:.0%} saved."
     )
+
+
+def _runs(items: list[str]) -> str:
+    """``a, a, b`` → ``a ×2, b ×1``: where exploration tried another node shows up."""
+    runs: list[list[Any]] = []
+    for item in items:
+        if runs and runs[-1][0] == item:
+            runs[-1][1] += 1
+        else:
+            runs.append([item, 1])
+    return ", ".join(f"{item} ×{count}" for item, count in runs)
 
 
 def _plot(data: dict[str, Any], path: Path) -> Path:
