@@ -17,6 +17,7 @@ Writes ``placement.json``, ``placement.md`` and ``placement.png`` to the results
 from __future__ import annotations
 
 import gc
+import itertools
 import statistics
 import tempfile
 import time
@@ -463,13 +464,7 @@ def _llm_text(llm: dict[str, Any]) -> str:
 
 def _runs(items: list[str]) -> str:
     """``a, a, b`` → ``a ×2, b ×1``: where exploration tried another node shows up."""
-    runs: list[list[Any]] = []
-    for item in items:
-        if runs and runs[-1][0] == item:
-            runs[-1][1] += 1
-        else:
-            runs.append([item, 1])
-    return ", ".join(f"{item} ×{count}" for item, count in runs)
+    return ", ".join(f"{item} ×{len(list(run))}" for item, run in itertools.groupby(items))
 
 
 def _plot(data: dict[str, Any], path: Path) -> Path:
