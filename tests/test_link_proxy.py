@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +21,19 @@ TRANSFER_SECONDS = 2.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_collector_pauses() -> Iterator[None]:
+    """The proxy and its client share the test process, whose heap holds every model that
+    earlier tests loaded: a full garbage collection there can stall a transfer for half a
+    second, which is the test's noise, not the proxy's delay."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _proxy(server: BulkServer, settings: LinkSettings, **kwargs: object) -> LinkProxy:
@@ -60,11 +75,17 @@ async def test_rtt_is_added_once_per_round_trip() -> None:
         _proxy(server, LinkSettings(10e6, 10e6, 0.100, 0.0)) as proxy,
     ):
         port = proxy.bound_ports["sink"]
-        small = await measure("127.0.0.1", port, 100, "up")
+        # A stall of the shared machine can only add time, never remove it, so the
+        # fastest of a few tries is the proxy's own delay.
+        small = min([await _seconds(port, 100) for _ in range(3)])
         # A bulk transfer pays the RTT once, not per slice: 1 MB at 10 MB/s ≈ 0.1 s + 0.1 s.
-        bulk = await measure("127.0.0.1", port, 1_000_000, "up")
-    assert 0.095 <= small.seconds <= 0.16
-    assert 0.18 <= bulk.seconds <= 0.30
+        bulk = min([await _seconds(port, 1_000_000) for _ in range(2)])
+    assert 0.095 <= small <= 0.16
+    assert 0.18 <= bulk <= 0.30
+
+
+async def _seconds(port: int, nbytes: int) -> float:
+    return (await measure("127.0.0.1", port, nbytes, "up")).seconds
 
 
 async def test_live_rate_change_applies_to_the_next_transfer() -> None:

@@ -198,25 +198,47 @@ def _submit(deployment: Deployment, app: Path) -> int:
         raise DeploymentError(f"`flwr run` did not return a run id: {done[-2000:]}") from exc
 
 
+# Each `flwr ls` is a new Python process, about 1.5 s of CPU that the clients need on a
+# small machine; so Flower is asked rarely, and at once when the ServerApp's report lands.
+ASK_EVERY_S = 10.0
+LOOK_EVERY_S = 0.5
+
+
 def _wait(deployment: Deployment, run_id: int, limit_s: float) -> str:
-    """Poll the run's status until it finishes; the final status string."""
+    """Wait for the run to finish; the final status string."""
     deadline = time.monotonic() + limit_s
+    report = Path(deployment.settings.report)
+    before = _stamp(report)  # a report left by an earlier run is not this run's
+    next_ask = time.monotonic() + ASK_EVERY_S
     while time.monotonic() < deadline:
-        out = _flwr(deployment, ["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"])
-        runs = json.loads(out).get("runs", [])
-        status = str(runs[0].get("status", "")) if runs else ""
-        if status.startswith("finished"):
-            if status != "finished:completed":
-                log = _flwr(deployment, ["log", str(run_id), CONNECTION, "--show"], check=False)
-                (deployment.logs / "serverapp.log").write_text(log)
-            return status
         for process in deployment.processes:
             if process.poll() is not None:
                 raise DeploymentError(
                     f"a Flower process exited (pid {process.pid}); see {deployment.logs}"
                 )
-        time.sleep(2.0)
+        if _stamp(report) != before or time.monotonic() >= next_ask:
+            status = _status(deployment, run_id)
+            if status.startswith("finished"):
+                if status != "finished:completed":
+                    log = _flwr(deployment, ["log", str(run_id), CONNECTION, "--show"], check=False)
+                    (deployment.logs / "serverapp.log").write_text(log)
+                return status
+            next_ask = time.monotonic() + ASK_EVERY_S
+        time.sleep(LOOK_EVERY_S)
     raise DeploymentError(f"run {run_id} did not finish within {limit_s:.0f} s")
+
+
+def _status(deployment: Deployment, run_id: int) -> str:
+    out = _flwr(deployment, ["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"])
+    runs = json.loads(out).get("runs", [])
+    return str(runs[0].get("status", "")) if runs else ""
+
+
+def _stamp(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _flwr(
