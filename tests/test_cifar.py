@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -50,6 +51,21 @@ def test_the_tarball_is_decoded_once_and_then_read_from_the_cache(tmp_path: Path
     assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
     again = load_cifar10(tmp_path / "data", tmp_path / "cache")
     np.testing.assert_array_equal(again.x_train, first.x_train)
+
+
+def test_a_recopied_tarball_replaces_its_cache_entry_instead_of_adding_one(
+    tmp_path: Path,
+) -> None:
+    tarball = _tarball(tmp_path / "data")
+    load_cifar10(tmp_path / "data", tmp_path / "cache")
+    (tmp_path / "cache" / "minilm-static-0123.npy").write_bytes(b"another family")
+    os.utime(tarball, ns=(1_000_000_000, 1_000_000_000))  # as a fresh copy would have
+    load_cifar10(tmp_path / "data", tmp_path / "cache")
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert entries == [
+        "cifar10-" + f"{tarball.stat().st_size}-1000000000.npz",
+        "minilm-static-0123.npy",
+    ]
 
 
 def test_a_missing_tarball_says_where_it_looked(tmp_path: Path) -> None:

@@ -191,6 +191,28 @@ def encoder() -> StaticMiniLMEncoder:
     return StaticMiniLMEncoder()
 
 
+def test_token_vectors_are_made_on_first_use_and_shared_through_the_cache(
+    tmp_path: Path,
+) -> None:
+    first = StaticMiniLMEncoder(cache_dir=tmp_path)
+    text = " ".join(first.tokenizer.id_to_token(i) for i in range(2000, 2100))
+    assert not first.known.any()
+    vectors = first.encode([text, "a bridge over the river"])
+    learned = int(first.known.sum())
+    assert 90 <= learned < 200  # the prompts' tokens, not the 30,522 of the vocabulary
+    # A second process adopts what the first saved, and computes nothing.
+    second = StaticMiniLMEncoder(cache_dir=tmp_path)
+    assert int(second.known.sum()) == learned
+    np.testing.assert_array_equal(second.encode([text, "a bridge over the river"]), vectors)
+    assert second._model is None
+    assert [p.name for p in tmp_path.iterdir()] == [first._path.name]
+    # A token computed alone has the vector it had in a batch of a hundred.
+    bridge = first.tokenizer.token_to_id("bridge")
+    alone = StaticMiniLMEncoder(cache_dir=tmp_path / "elsewhere")
+    alone.learn([bridge])
+    np.testing.assert_allclose(alone.table[bridge], first.table[bridge], atol=2e-3)
+
+
 def test_router_learns_which_prompts_the_cheap_model_gets_right(
     tmp_path: Path, encoder: StaticMiniLMEncoder
 ) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tierwise.cache import save_entry
 from tierwise.errors import InputError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -43,17 +44,13 @@ def load_cifar10(data_dir: Path, cache_dir: Path) -> Cifar10:
         with np.load(cached, allow_pickle=False) as z:
             return Cifar10(z["x_train"], z["y_train"], z["x_test"], z["y_test"])
     data = _decode(tarball)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + ".tmp")
-    with tmp.open("wb") as handle:
-        np.savez(
-            handle,
-            x_train=data.x_train,
-            y_train=data.y_train,
-            x_test=data.x_test,
-            y_test=data.y_test,
-        )
-    tmp.replace(cached)
+    save_entry(
+        cached,
+        "cifar10-",
+        lambda tmp: np.savez(
+            tmp, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test
+        ),
+    )
     return data
 
 

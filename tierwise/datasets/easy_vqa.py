@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from tierwise.cache import save_entry
 from tierwise.errors import DependencyMissingError
 
 _WORD = re.compile(r"[a-z]+")
@@ -107,8 +108,5 @@ def _images(ids: list[int], paths: dict[int, str], cache_dir: Path, name: str) -
     if cached.is_file():
         return np.asarray(np.load(cached, allow_pickle=False))
     images = np.stack([np.asarray(Image.open(paths[i]).convert("RGB")) for i in ids])
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + ".tmp.npy")
-    np.save(tmp, images)
-    tmp.replace(cached)
+    save_entry(cached, f"easy-vqa-{name}-", lambda tmp: np.save(tmp, images))
     return images

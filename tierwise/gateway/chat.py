@@ -171,7 +171,7 @@ class ChatService:
                 f"gateway.router.models: {unknown} are not models of the router at {spec.path}; "
                 f"it knows {router.models}"
             )
-        router.encoder  # noqa: B018  (load the encoder now, not on the first request)
+        router.encoder.prepare()  # load now, not on the first request
         self.router = router
 
     def predicted_quality(self, body: oa.ChatCompletionRequest) -> dict[str, float]:

