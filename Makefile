@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tierwise-installed
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-slow test-all lint install clean
 
 demo: $(STAMP)
 	$(BIN)/tierwise demo
@@ -17,7 +17,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# Also the tests that read ../shared/data (or $$TIERWISE_DATA).
+# The end-to-end federated runs (about 2.5 minutes more); CI runs them after `make test`.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m "slow and not shared_data"
+
+# Everything, also the tests that read ../shared/data (or $$TIERWISE_DATA).
 test-all: $(STAMP)
 	$(BIN)/pytest -m ""
 
