@@ -294,7 +294,7 @@ def _cells(row: dict[str, Any], keys: list[str]) -> list[str]:
         f"{row['b1_p50_ms']:.1f} / {row['b1_p95_ms']:.1f}",
         f"{row['b8_p50_ms']:.1f} / {row['b8_p95_ms']:.1f}",
         f"{row['speedup_b1']:.2f}×",
-        f"{row['peak_rss_mb']:.0f} (+{row['model_rss_mb']:.0f})",
+        f"{row['peak_rss_mb']:.0f} ({row['model_rss_mb']:+.0f})",
         f"{row['device_joules']:.3f}",
         *[f"{row[k]:.2%}" for k in keys],
     ]
@@ -319,7 +319,8 @@ def _markdown(data: dict[str, Any]) -> str:
         "",
         f"`tierwise bench optimize` on {data['environment']['cpus']} CPUs, "
         f"{data['threads']} threads per model, each model in its own process "
-        f"(an empty worker peaks at {data['empty_worker_rss_mb']:.0f} MB; '+' is over that). "
+        f"(an empty worker peaks at {data['empty_worker_rss_mb']:.0f} MB; in brackets, "
+        "the difference from that). "
         f"Taken {data['environment']['when']}. Joules: the device node's 10 W times the "
         "batch-1 latency, stretched 4× by its EMULATED slow-down.",
     ]
