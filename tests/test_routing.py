@@ -213,6 +213,17 @@ def test_token_vectors_are_made_on_first_use_and_shared_through_the_cache(
     np.testing.assert_allclose(alone.table[bridge], first.table[bridge], atol=2e-3)
 
 
+@pytest.mark.parametrize("damage", [b"", b"not numpy", b"PK\x03\x04cut short"])
+def test_a_damaged_token_cache_is_ignored_and_rewritten(tmp_path: Path, damage: bytes) -> None:
+    path = StaticMiniLMEncoder(cache_dir=tmp_path)._path
+    path.write_bytes(damage)
+    encoder = StaticMiniLMEncoder(cache_dir=tmp_path)
+    assert not encoder.known.any()
+    encoder.learn(list(range(2000, 2100)))  # enough new tokens to save
+    with np.load(path, allow_pickle=False) as saved:
+        assert int(saved["known"].sum()) == 100
+
+
 def test_router_learns_which_prompts_the_cheap_model_gets_right(
     tmp_path: Path, encoder: StaticMiniLMEncoder
 ) -> None:

@@ -20,6 +20,7 @@ import importlib.util
 import math
 import re
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -263,9 +264,10 @@ class StaticMiniLMEncoder:
     def _merge_saved(self) -> None:
         """Adopt the vectors other processes saved (a damaged file is ignored: a cache)."""
         try:
-            with np.load(self._path, allow_pickle=False) as saved:
+            # Opened here: np.load leaves its own handle open when a zip is damaged.
+            with self._path.open("rb") as handle, np.load(handle, allow_pickle=False) as saved:
                 table, known = saved["table"], saved["known"]
-        except (OSError, KeyError, ValueError):
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
             return
         if table.shape != self.table.shape or known.shape != self.known.shape:
             return
