@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,8 @@ from tierwise.codecs.learned import BottleneckNet, LearnedCodec, load_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
 from tierwise.datasets.cifar10 import CLASSES
 from tierwise.errors import InputError, WireFormatError
-from tierwise.optimize.compress_cifar import compress_cifar
+from tierwise.optimize.compress_cifar import compress_cifar, prepare_cifar
+from tierwise.optimize.compress_job import fit_job
 from tierwise.optimize.compress_train import CompressConfig
 
 # ---------------------------------------------------------------- rANS
@@ -120,6 +122,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     yield net, folder / "ib-tiny.npz"
 
 
+@pytest.fixture(scope="module")
+def fitted(trained: tuple[Path, Path]) -> Path:
+    """A fitted quantizer at the same split, beside the learned codec."""
+    net, learned = trained
+    prepared = prepare_cifar(net, "cifar-tiny", 3, synthetic_dataset(train=256, test=64))
+    (codec,) = fit_job(prepared, ((6, "fq-tiny"),))
+    codec.save(learned.with_name("fq-tiny.npz"))
+    return learned.with_name("fq-tiny.npz")
+
+
 def test_distillation_alone_trains_a_small_faithful_codec(trained: tuple[Path, Path]) -> None:
     _, path = trained
     header = read_header(path)
@@ -157,9 +169,9 @@ def test_compress_train_cli_reports_bad_options(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- in a real cluster
 
 
-def _cifar_spec(net: Path, codec: Path) -> dict[str, object]:
+def _cifar_spec(net: Path, codecs: list[Path]) -> dict[str, object]:
     power = {"active_watts": 10, "idle_watts": 1, "source": "test figures"}
-    model = {"kind": "cifar-net", "path": str(net), "codecs": [str(codec)]}
+    model = {"kind": "cifar-net", "path": str(net), "codecs": [str(c) for c in codecs]}
     return {
         "name": "learned-codecs",
         "variants_dir": None,  # hermetic: no developer-made variants
@@ -176,41 +188,48 @@ def _cifar_spec(net: Path, codec: Path) -> dict[str, object]:
     }
 
 
-def test_a_learned_codec_is_a_plan_the_gateway_runs_across_tiers(
-    trained: tuple[Path, Path], tmp_path: Path, photo_jpeg: bytes
-) -> None:
-    import httpx
-
+@pytest.fixture(scope="module")
+def codec_gateway(
+    trained: tuple[Path, Path], fitted: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """A cluster serving the tiny network with both trained codecs, as the gateway's client."""
     from tierwise.config import parse_spec
     from tierwise.runtime.launcher import LocalCluster
 
-    net, codec = trained
+    net, learned = trained
     env = {"PATH": "/usr/bin:/bin", "TEST_KEY": "k-test-0123456789abcdef"}
-    spec = parse_spec(_cifar_spec(net, codec)).with_free_ports()
-    with LocalCluster(spec, tmp_path / "state", env=env) as cluster:
+    spec = parse_spec(_cifar_spec(net, [learned, fitted])).with_free_ports()
+    with LocalCluster(spec, tmp_path_factory.mktemp("state"), env=env) as cluster:
         headers = {"Authorization": "Bearer k-test-0123456789abcdef"}
         with httpx.Client(base_url=cluster.state.gateway_url, headers=headers, timeout=60) as gw:
-            plans = gw.get("/v1/plans", params={"model": "cifar-tiny"}).json()["plans"]
-            learned = next(p for p in plans if p["plan"] == "split@3/edge/ib-tiny")
-            card = read_header(codec).card["measured"]
-            assert learned["quality"] == pytest.approx(card["agreement"], abs=1e-4)
-            pinned = {"X-Tierwise-Plan": "split@3/edge/ib-tiny"}
-            response = gw.post(
-                "/v1/vision/classify",
-                params={"model": "cifar-tiny"},
-                content=photo_jpeg,
-                headers=pinned,
-            )
-            assert response.status_code == 200, response.text
-            body = response.json()
-            assert body["tierwise"]["plan"] == "split@3/edge/ib-tiny"
-            assert body["predictions"][0]["label"] in CLASSES
-            # the features crossed as a few dozen entropy-coded bytes, not 8 KiB of floats
-            assert body["tierwise"]["measured"]["bytes_up"] < 4 * 32 * 8 * 8 / 4
+            yield gw
+
+
+@pytest.mark.parametrize("codec_name", ["ib-tiny", "fq-tiny"])
+def test_a_trained_codec_is_a_plan_the_gateway_runs_across_tiers(
+    codec_gateway: httpx.Client, trained: tuple[Path, Path], photo_jpeg: bytes, codec_name: str
+) -> None:
+    plan = f"split@3/edge/{codec_name}"
+    plans = codec_gateway.get("/v1/plans", params={"model": "cifar-tiny"}).json()["plans"]
+    offered = next(p for p in plans if p["plan"] == plan)
+    card = read_header(trained[1].with_name(f"{codec_name}.npz")).card["measured"]
+    assert offered["quality"] == pytest.approx(card["agreement"], abs=1e-4)
+    response = codec_gateway.post(
+        "/v1/vision/classify",
+        params={"model": "cifar-tiny"},
+        content=photo_jpeg,
+        headers={"X-Tierwise-Plan": plan},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tierwise"]["plan"] == plan
+    assert body["predictions"][0]["label"] in CLASSES
+    # the features crossed as entropy-coded bytes, not 8 KiB of floats
+    assert body["tierwise"]["measured"]["bytes_up"] < 4 * 32 * 8 * 8 / 4
 
 
 def test_the_compression_bench_compares_every_family(
-    trained: tuple[Path, Path], tmp_path: Path
+    trained: tuple[Path, Path], fitted: Path, tmp_path: Path
 ) -> None:
     import json
 
@@ -221,13 +240,15 @@ def test_the_compression_bench_compares_every_family(
     net, codec = trained
     data = synthetic_dataset(train=8, test=120)
     console = Console(record=True, width=200)
-    result = run_compression_bench(data, net, [codec], console, tmp_path, limit=100)
+    result = run_compression_bench(data, net, [codec, fitted], console, tmp_path, limit=100)
     written = json.loads((tmp_path / "compression.json").read_text())
     task = written["tasks"]["cifar10"]
     assert task["images"] == result["tasks"]["cifar10"]["images"] == 100
     rows = task["rows"]
-    assert {r["family"] for r in rows} == {"input", "uniform", "learned"}
-    assert {r["codec"] for r in rows} >= {"png", "jpeg10", "webp90", "q8", "q2+zstd", "ib-tiny"}
+    assert {r["family"] for r in rows} == {"input", "uniform", "learned", "fitted"}
+    families = {r["codec"]: r["family"] for r in rows}
+    assert families["ib-tiny"] == "learned" and families["fq-tiny"] == "fitted"
+    assert set(families) >= {"png", "jpeg10", "webp90", "q8", "q2+zstd"}
     assert {r["split"] for r in rows if r["family"] == "uniform"} == {1, 2, 3, 4}
     png = next(r for r in rows if r["codec"] == "png")
     assert png["agreement"] == 1.0  # lossless: the same decision as the unsplit network

@@ -52,7 +52,10 @@ def _held_out(data: Cifar10) -> list[HeldOut]:
 
 
 def _torch_logits(path: Path, x: np.ndarray) -> np.ndarray:
-    net = cifar_source(path, "cifar10-net").net
+    return _logits(cifar_source(path, "cifar10-net").net, x)
+
+
+def _logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         out: np.ndarray = net(torch.from_numpy(x)).numpy()
     return out
@@ -144,6 +147,23 @@ def test_a_rerun_resumes_from_the_checkpoint(net_path: Path, data: Cifar10, tmp_
     )
     assert again.card.stages == first.card.stages
     assert again.card.measured["agreement"] == first.card.measured["agreement"]
+
+
+def test_a_changed_source_starts_afresh_instead_of_resuming(
+    net_path: Path, data: Cifar10, tmp_path: Path
+) -> None:
+    options = OptimizeOptions(name="fp32")
+    run_optimize(cifar_source(net_path, "n"), options, tmp_path, _held_out(data), None, None, None)
+    retrained = cifar_source(net_path, "n")
+    with torch.no_grad():
+        retrained.net[-1][2].weight.mul_(-1)  # same shapes, other weights: another network
+    again = run_optimize(retrained, options, tmp_path, _held_out(data), None, None, None)
+    variant = OnnxVariant("n:fp32", again.folder, threads=1)
+    x = normalise(data.x_test[:4])
+    np.testing.assert_allclose(
+        variant.run_stages(x, 0, len(variant.stages)), _logits(retrained.net, x), atol=1e-4
+    )
+    assert len(list((tmp_path / "n" / ".work" / "fp32").glob("*.json"))) == 2
 
 
 # ---------------------------------------------------------------- the variant folder

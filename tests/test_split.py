@@ -45,7 +45,7 @@ def test_local_stage_chain_equals_the_unsplit_forward(
         )
 
 
-@pytest.mark.parametrize("split", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("split", [1, 2, 3, 4, 5, 6])
 def test_device_head_plus_edge_tail_over_the_wire(
     cluster: RunningCluster, lite0: EfficientNetLite, photo_input: np.ndarray, split: int
 ) -> None:
@@ -78,12 +78,12 @@ def test_device_head_plus_edge_tail_over_the_wire(
 def test_three_tier_chain_device_edge_cloud(
     cluster: RunningCluster, lite0: EfficientNetLite, photo_input: np.ndarray
 ) -> None:
-    """Device runs stages 0-1, edge 2-3, cloud 4-5; edge and cloud are reached through links."""
+    """Device runs stages 0-1, edge 2-3, cloud 4-6; edge and cloud are reached through links."""
 
     async def run() -> np.ndarray:
         clients = [NodeClient(cluster.url(n), cluster.token) for n in ("device", "edge", "cloud")]
         x = photo_input
-        for client, (start, end) in zip(clients, [(0, 2), (2, 4), (4, 6)], strict=True):
+        for client, (start, end) in zip(clients, [(0, 2), (2, 4), (4, 7)], strict=True):
             x = (await client.run_stages("efficientnet-lite0", x, start, end)).array
         for client in clients:
             await client.aclose()
@@ -102,7 +102,7 @@ def test_batch_of_several_images_splits_too(
     async def run() -> np.ndarray:
         async with NodeClient(cluster.url("edge"), cluster.token) as edge:
             head = await edge.run_stages("efficientnet-lite0", batch, 0, 3)
-            return (await edge.run_stages("efficientnet-lite0", head.array, 3, 6)).array
+            return (await edge.run_stages("efficientnet-lite0", head.array, 3, 7)).array
 
     np.testing.assert_allclose(
         asyncio.run(run()), lite0.whole_model_logits(batch), rtol=0, atol=1e-4

@@ -21,7 +21,7 @@ from tierwise.errors import ConfigError, InputError, TierwiseError
 from tierwise.units import format_rate
 
 if TYPE_CHECKING:
-    from tierwise.codecs.learned import LearnedCodec
+    from tierwise.codecs.base import TrainedCodec
     from tierwise.datasets.cifar10 import Cifar10
     from tierwise.net.link_client import LinkClient
     from tierwise.optimize.compress_train import CompressConfig
@@ -612,7 +612,7 @@ def bench_compression(
     ),
     codecs: Annotated[
         list[Path] | None,
-        typer.Option(help="Learned codec files (default: every models/codecs/*.npz)."),
+        typer.Option(help="Codec files, learned or fitted (default: models/codecs/*.npz)."),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="CIFAR-10 test images (default all).")
@@ -629,7 +629,7 @@ def bench_compression(
     data: DataOpt = None,
     out: ResultsOpt = Path("bench/results"),
 ) -> None:
-    """Bytes per image against accuracy: input codecs, uniform and learned feature codecs."""
+    """Bytes per image against accuracy: input codecs, uniform, learned and fitted codecs."""
     from tierwise.bench.compression import run_compression_bench
     from tierwise.cache import cache_dir
     from tierwise.codecs.codec_file import read_header
@@ -883,6 +883,17 @@ def train_vqa_command(
 
 compress_app = typer.Typer(help="Learned feature codecs for split inference.", no_args_is_help=True)
 app.add_typer(compress_app, name="compress")
+CodecModelOpt = Annotated[
+    str,
+    typer.Option(help="A network from `tierwise train cifar10` (.npz), or efficientnet-lite0/1/2."),
+]
+ModelNameOpt = Annotated[
+    str | None, typer.Option(help="The model's name in cluster specs (default: derived).")
+]
+TestImagesOpt = Annotated[
+    int | None, typer.Option(min=1, help="Test images (default: all; 1,000 for Lite).")
+]
+CodecOutOpt = Annotated[Path, typer.Option(help="Folder for the codec files (NAME.npz).")]
 
 
 @compress_app.command("train")
@@ -891,15 +902,8 @@ def compress_train(
     beta: Annotated[
         list[float], typer.Option(min=0.0, help="Rate weight per bit; repeat for a sweep.")
     ],
-    model: Annotated[
-        str,
-        typer.Option(
-            help="A network from `tierwise train cifar10` (.npz), or efficientnet-lite0/1/2."
-        ),
-    ] = "models/cifar10-net.npz",
-    model_name: Annotated[
-        str | None, typer.Option(help="The model's name in cluster specs (default: derived).")
-    ] = None,
+    model: CodecModelOpt = "models/cifar10-net.npz",
+    model_name: ModelNameOpt = None,
     latent: Annotated[int, typer.Option(min=1, help="Latent channels of the bottleneck.")] = 16,
     stride: Annotated[int, typer.Option(min=1, max=4, help="Spatial downsampling.")] = 1,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the cached features.")] = 4,
@@ -910,16 +914,12 @@ def compress_train(
     images: Annotated[
         int | None, typer.Option(min=1, help="Training images (default: all; 5,000 for Lite).")
     ] = None,
-    test_images: Annotated[
-        int | None, typer.Option(min=1, help="Test images (default: all; 1,000 for Lite).")
-    ] = None,
+    test_images: TestImagesOpt = None,
     name: Annotated[
         str | None, typer.Option(help="Codec name (default MODEL-sSPLIT-bBETA).")
     ] = None,
     data: DataOpt = None,
-    out: Annotated[Path, typer.Option(help="Folder for the codec files (NAME.npz).")] = Path(
-        "models/codecs"
-    ),
+    out: CodecOutOpt = Path("models/codecs"),
 ) -> None:
     """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card.
 
@@ -958,6 +958,59 @@ def compress_train(
     _report_codecs(codecs, out)
 
 
+@compress_app.command("fit")
+def compress_fit(
+    split: Annotated[int, typer.Option(min=1, help="Split point: stages before it send.")],
+    bits: Annotated[
+        list[int], typer.Option(min=4, max=8, help="Bits per value (4-8); repeat for several.")
+    ],
+    model: CodecModelOpt = "models/cifar10-net.npz",
+    model_name: ModelNameOpt = None,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="Images to fit on (default: all; 5,000 for Lite).")
+    ] = None,
+    test_images: TestImagesOpt = None,
+    name: Annotated[
+        str | None, typer.Option(help="Codec name (default MODEL-sSPLIT-qBITS).")
+    ] = None,
+    data: DataOpt = None,
+    out: CodecOutOpt = Path("models/codecs"),
+) -> None:
+    """Fit quantizers at a split point: one range for the tensor and per-channel code
+    tables, learned from unlabelled images. Nothing is trained; seconds after the features.
+
+    Best where a plain q-codec's per-channel ranges would outweigh the codes, such as
+    EfficientNet-Lite's pooled embedding (split 6)."""
+    from tierwise.cache import cache_dir
+    from tierwise.datasets.cifar10 import load_cifar10
+    from tierwise.optimize.compress_job import fit_job
+
+    lite = model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
+    owner = model_name or (model if lite else "cifar10-net")
+    stem = name or f"{owner}-s{split}"
+    names = [stem if name and len(bits) == 1 else f"{stem}-q{b}" for b in bits]
+    try:
+        dataset = load_cifar10(_data_folder(data), cache_dir())
+        with _phase_progress() as step:
+            if lite:
+                from tierwise.optimize.compress_lite import prepare_lite
+
+                variant = model.removeprefix("efficientnet-")
+                prepared = prepare_lite(
+                    owner, variant, split, dataset, images or 5000, test_images or 1000, step
+                )
+            else:
+                from tierwise.optimize.compress_cifar import prepare_cifar
+
+                prepared = prepare_cifar(
+                    Path(model), owner, split, dataset, False, images, test_images, step
+                )
+            codecs = fit_job(prepared, tuple(zip(bits, names, strict=True)), step)
+    except (TierwiseError, ValueError) as exc:
+        raise _fail(exc if isinstance(exc, TierwiseError) else InputError(str(exc))) from exc
+    _report_codecs(codecs, out)
+
+
 def _compress_images(
     model: str,
     lite: bool,
@@ -968,7 +1021,7 @@ def _compress_images(
     images: int | None,
     test_images: int | None,
     dataset: Cifar10,
-) -> list[LearnedCodec]:
+) -> list[TrainedCodec]:
     """EfficientNet-Lite (by distillation on upscaled CIFAR-10) or our CIFAR-10 network."""
     with _phase_progress() as step:
         if lite:
@@ -985,7 +1038,7 @@ def _compress_images(
         )
 
 
-def _report_codecs(codecs: list[LearnedCodec], out: Path) -> None:
+def _report_codecs(codecs: list[TrainedCodec], out: Path) -> None:
     for codec in codecs:
         codec.save(out / f"{codec.name}.npz")
         m = codec.card["measured"]

@@ -12,7 +12,8 @@ Three tasks, each sending what one request would send, one image per wire messag
 The methods are **input** codecs (split 0: PNG, JPEG and WebP at several qualities; the
 receiver runs the whole network), **uniform** per-channel 8/4/2-bit feature codecs
 (alone and with zstd; at every split for CIFAR-10, at the learned codecs' splits for
-Lite0), and **learned** bottlenecks from ``tierwise compress train``.
+Lite0), **learned** bottlenecks from ``tierwise compress train``, and **fitted**
+quantizers from ``tierwise compress fit``.
 
 Alongside quality: encode and decode times, and the end-to-end latency of one image at
 250 KB/s (head + encode + transfer + decode + tail, compute timed on this machine).
@@ -35,10 +36,10 @@ from rich.table import Table
 from torch import nn
 
 from tierwise.bench.report import environment, markdown_table, write_results
-from tierwise.codecs.base import Codec
+from tierwise.codecs.base import Codec, TrainedCodec
+from tierwise.codecs.codec_file import load_trained_codec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import DEFAULT_MEAN, DEFAULT_STD, ImageCodec
-from tierwise.codecs.learned import LearnedCodec, load_codec
 from tierwise.codecs.quantize import UniformQuantCodec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_input import MEAN, STD
@@ -59,7 +60,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Row:
-    family: str  # input / uniform / learned
+    family: str  # input / uniform / learned / fitted
     score: CodecScore
     latency_ms: float  # one image end to end at 250 KB/s
 
@@ -173,7 +174,7 @@ def _cifar_net_on_codec_pixels(stages: nn.Sequential) -> Callable[[np.ndarray], 
 
 
 def cifar_section(
-    data: Cifar10, backbone: Path, learned: list[LearnedCodec], limit: int | None, log: Log
+    data: Cifar10, backbone: Path, learned: list[TrainedCodec], limit: int | None, log: Log
 ) -> Section:
     stages, _ = load(backbone)
     _check_fits(learned, stages)
@@ -196,13 +197,13 @@ def cifar_section(
         for codec in uniform_codecs():
             run.add("uniform", codec, split, features[split], tail_function(stages, split))
     for lc in learned:
-        run.add("learned", lc, lc.split, features[lc.split], tail_function(stages, lc.split))
+        run.add(lc.family, lc, lc.split, features[lc.split], tail_function(stages, lc.split))
     section.targets = _cifar_targets(section)
     return section
 
 
 def lite_section(
-    data: Cifar10, model_name: str, learned: list[LearnedCodec], limit: int, log: Log
+    data: Cifar10, model_name: str, learned: list[TrainedCodec], limit: int, log: Log
 ) -> Section:
     from tierwise.models.efficientnet_lite import EfficientNetLite
     from tierwise.optimize.compress_lite import upscaled
@@ -232,13 +233,13 @@ def lite_section(
         for codec in uniform_codecs():
             run.add("uniform", codec, split, features[split], tail_function(stages, split))
     for lc in learned:
-        run.add("learned", lc, lc.split, features[lc.split], tail_function(stages, lc.split))
+        run.add(lc.family, lc, lc.split, features[lc.split], tail_function(stages, lc.split))
     section.targets = _lite_targets(section, learned)
     return section
 
 
 def vqa_section(
-    model_path: Path, learned: list[LearnedCodec], log: Log, limit: int | None = None
+    model_path: Path, learned: list[TrainedCodec], log: Log, limit: int | None = None
 ) -> Section:
     """Accuracy over the test questions (``limit``: a fixed random subset of them)."""
     from tierwise.cache import cache_dir
@@ -286,7 +287,7 @@ def vqa_section(
         for codec in uniform_codecs():
             run.add("uniform", codec, at, features, numpy_tail(net, at))
         for lc in (c for c in learned if c.split == at):
-            run.add("learned", lc, at, features, numpy_tail(net, at))
+            run.add(lc.family, lc, at, features, numpy_tail(net, at))
     section.targets = _vqa_targets(section)
     return section
 
@@ -321,9 +322,9 @@ def run_compression_bench(
 
     With ``keep_others``, tasks not run now keep their rows from the last results file, so
     one task can be re-measured alone (each task is compared within itself)."""
-    by_model: dict[str, list[LearnedCodec]] = {}
+    by_model: dict[str, list[TrainedCodec]] = {}
     for path in codec_files:
-        codec = load_codec(path)
+        codec = load_trained_codec(path)
         by_model.setdefault(codec.model, []).append(codec)
     sections = []
     if backbone is not None and data is not None:
@@ -375,7 +376,7 @@ def _previous(out: Path) -> list[Section]:
     return sections
 
 
-def _check_fits(codecs: Iterable[LearnedCodec], stages: nn.Sequential) -> None:
+def _check_fits(codecs: Iterable[TrainedCodec], stages: nn.Sequential) -> None:
     for codec in codecs:
         if not 1 <= codec.split < len(stages):
             raise ValueError(f"codec {codec.name}: split {codec.split} does not exist here")
@@ -451,7 +452,7 @@ def _share_target(
     return out
 
 
-def _lite_targets(s: Section, learned: list[LearnedCodec]) -> dict[str, Any]:
+def _lite_targets(s: Section, learned: list[TrainedCodec]) -> dict[str, Any]:
     """≥ 97% agreement with ≤ 10% of JPEG-90's bytes; photos' agreement from the cards."""
     jpeg90 = next(r for r in s.rows if r.score.codec == "jpeg90")
     ok = [r for r in s.rows if r.score.agreement >= LITE_AGREEMENT]
@@ -460,7 +461,7 @@ def _lite_targets(s: Section, learned: list[LearnedCodec]) -> dict[str, Any]:
     return out
 
 
-def _photo_agreement(codec: LearnedCodec) -> float | None:
+def _photo_agreement(codec: TrainedCodec) -> float | None:
     also: dict[str, dict[str, Any]] = codec.card.get("also_measured", {})
     for description, score in also.items():
         if "photos" in description:
@@ -531,7 +532,8 @@ def _cells(s: Section, r: Row) -> list[str]:
 
 
 def _ordered(s: Section) -> list[Row]:
-    return sorted(s.rows, key=lambda r: (r.family != "learned", r.score.wire_bytes))
+    trained = ("learned", "fitted")
+    return sorted(s.rows, key=lambda r: (r.family not in trained, r.score.wire_bytes))
 
 
 def _markdown(sections: list[Section]) -> str:
@@ -581,7 +583,8 @@ def _plot(sections: list[Section], path: Path) -> None:
             members.sort(key=lambda r: r.score.wire_bytes)
             xs = [r.score.wire_bytes for r in members]
             ys = [100 * r.quality(s.metric) for r in members]
-            style = "-" if label.startswith("learned") else "--" if "split" in label else ":"
+            trained = label.startswith(("learned", "fitted"))
+            style = "-" if trained else "--" if "split" in label else ":"
             ax.plot(xs, ys, marker="o", markersize=3, label=label, linewidth=1, linestyle=style)
         ax.axhline(100 * s.reference, color="black", linewidth=0.8, linestyle=":", label="unsplit")
         ax.set_xscale("log")
@@ -601,7 +604,7 @@ def _series(r: Row) -> str:
     name = r.score.codec
     if r.family == "input":
         return "png" if name == "png" else name.rstrip("0123456789")
-    if r.family == "learned":
-        return f"learned @split {r.score.split}"
+    if r.family in ("learned", "fitted"):
+        return f"{r.family} @split {r.score.split}"
     zstd = "+zstd" if "+zstd" in name else ""
     return f"uniform 8/4/2-bit{zstd} @split {r.score.split}"

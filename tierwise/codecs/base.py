@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +48,33 @@ class Codec(ABC):
         return wire.encode_tensor(
             encoded.array, {**(extra or {}), **encoded.meta, "codec": self.name}
         )
+
+
+class TrainedCodec(Codec):
+    """A codec made for one model at one split point, saved with the card that measured it.
+
+    Two kinds exist: learned bottlenecks (:mod:`tierwise.codecs.learned`) and fitted
+    quantizers (:mod:`tierwise.codecs.fitted`); both live in a codec file."""
+
+    family: str  # how benchmarks group it: "learned" or "fitted"
+    model: str
+    split: int
+    input_shape: tuple[int, ...]
+    card: dict[str, Any]
+    header: dict[str, Any]
+
+    def adopt(self, header: dict[str, Any]) -> None:
+        """Take the name, model, split, input shape and card from a codec file's header."""
+        self.name = str(header["name"])
+        self.model = str(header["model"])
+        self.split = int(header["split"])
+        self.input_shape = tuple(int(d) for d in header["input_shape"])
+        self.card = dict(header.get("card") or {})
+        self.header = header
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the codec file (atomically)."""
 
 
 def require_meta(meta: dict[str, Any], key: str, codec: str) -> Any:

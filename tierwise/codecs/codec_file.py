@@ -1,21 +1,26 @@
-"""The header of a learned codec file, readable without torch (the gateway plans with it).
+"""The header of a codec file, readable without torch (the gateway plans with it).
 
-A codec file is an ``.npz`` of weights (see :mod:`tierwise.codecs.learned`) whose JSON
-header says which model and split the codec belongs to, its input shape, and its model
-card: the rate and quality measured on held-out data when it was trained.
+A codec file is an ``.npz`` of arrays whose JSON header says which model and split the
+codec belongs to, its input shape, and its model card: the rate and quality measured on
+held-out data when it was made. Its ``kind`` says what the arrays are: a learned
+bottleneck's weights (:mod:`tierwise.codecs.learned`, the default) or a fitted
+quantizer's tables (:mod:`tierwise.codecs.fitted`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierwise.arrays_file import read_arrays
 from tierwise.errors import InputError
 
+if TYPE_CHECKING:
+    from tierwise.codecs.base import TrainedCodec
+
 FORMAT = "tierwise-bottleneck/1"
-MISSING_HINT = "train one with `tierwise compress train`"
+MISSING_HINT = "make one with `tierwise compress train` or `tierwise compress fit`"
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,18 @@ def parse_header(header: dict[str, Any], path: Path) -> CodecHeader:
 def read_header(path: Path) -> CodecHeader:
     _, header = read_arrays(path, FORMAT, MISSING_HINT)
     return parse_header(header, path)
+
+
+def load_trained_codec(path: Path) -> TrainedCodec:
+    """The codec in a codec file, of whichever kind it is."""
+    _, header = read_arrays(path, FORMAT, MISSING_HINT)
+    kind = header.get("kind", "bottleneck")
+    if kind == "fitted-quant":
+        from tierwise.codecs.fitted import load_fitted
+
+        return load_fitted(path)
+    if kind == "bottleneck":
+        from tierwise.codecs.learned import load_codec
+
+        return load_codec(path)
+    raise InputError(f"{path}: unknown codec kind {kind!r}; kinds are bottleneck, fitted-quant")

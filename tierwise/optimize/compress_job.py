@@ -1,10 +1,11 @@
-"""One ``tierwise compress train`` run, for any backbone cut into torch stages.
+"""One ``tierwise compress train`` (or ``fit``) run, for any backbone cut into torch stages.
 
-The head runs once over the training inputs (features cached); one codec is trained per
-(β, name) variant; each is measured on held-out inputs that training never sees. The
-codec's card records those measurements: bytes per instance on the wire and in the
-payload, top-1 agreement with the unsplit network, accuracy when there are labels, and
-encode/decode times. The planner reads its quality from there.
+The head runs once over the training inputs (features cached, see :class:`Prepared`);
+one codec is trained per (β, name) variant, or fitted per (bits, name); each is measured
+on held-out inputs that training never sees. The codec's card records those
+measurements: bytes per instance on the wire and in the payload, top-1 agreement with
+the unsplit network, accuracy when there are labels, and encode/decode times. The
+planner reads its quality from there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tierwise.codecs.base import TrainedCodec
+from tierwise.codecs.fitted import fit_codec
 from tierwise.codecs.learned import LearnedCodec
 from tierwise.optimize.codec_score import CodecScore, score_codec
 from tierwise.optimize.compress_train import (
@@ -69,7 +72,7 @@ class HeldOut:
         reference = seen.teacher.argmax(1)
         return cls(description, seen.features, reference, labels, tail_function(stages, split))
 
-    def score(self, codec: LearnedCodec) -> CodecScore:
+    def score(self, codec: TrainedCodec) -> CodecScore:
         return score_codec(
             codec,
             codec.split,
@@ -79,16 +82,6 @@ class HeldOut:
             self.labels,
             self.context,
         )
-
-
-@dataclass(frozen=True)
-class CompressJob:
-    """Train one codec per (β, name) in ``variants``; they share one feature cache."""
-
-    model_name: str  # the name the codecs are for (as in the cluster spec)
-    config: CompressConfig  # its ``beta`` is replaced by each variant's
-    variants: tuple[tuple[float, str], ...]
-    card: dict[str, Any]  # what the backbone and the data were, for the model card
 
 
 def cached_training_features(
@@ -111,47 +104,84 @@ def cached_training_features(
     return cache_features(stages, batches, split, labels, cached)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every codec at one split of one model is made from and measured on."""
+
+    model_name: str  # the name the codecs are for (as in the cluster spec)
+    split: int
+    card: dict[str, Any]  # what the backbone and the data were, for the model card
+    features: FeatureSet  # the training inputs at the split
+    tail: Tail
+    held_out: list[HeldOut]  # [0] is the card's main measurement
+
+    def header(self, name: str) -> dict[str, Any]:
+        shape = list(self.features.features.shape[1:])
+        return {"name": name, "model": self.model_name, "split": self.split, "input_shape": shape}
+
+
 def run_job(
-    job: CompressJob,
-    features: FeatureSet,
-    tail: Tail,
-    held_out: list[HeldOut],
+    prepared: Prepared,
+    config: CompressConfig,
+    variants: tuple[tuple[float, str], ...],
     step: Step = lambda *_: None,
-) -> list[LearnedCodec]:
-    """Train and measure every variant; ``held_out[0]`` is the card's main measurement."""
-    split = job.config.split
-    header: dict[str, Any] = {
-        "model": job.model_name,
-        "split": split,
-        "input_shape": list(features.features.shape[1:]),
-    }
-    codecs = []
-    for beta, name in job.variants:
-        config = replace(job.config, beta=beta)
-        trained = train_bottleneck(tail, features, config, _progress(step, f"training {name}"))
-        codec = LearnedCodec(trained.net, {**header, "name": name, "card": {}})
-        step(f"measuring {name}", 0, len(held_out))
-        scores = []
-        for i, held in enumerate(held_out):
-            scores.append(held.score(codec))
-            step(f"measuring {name}", i + 1, len(held_out))
-        card = {
-            **job.card,
-            "backbone_accuracy": held_out[0].accuracy,
-            "labels": features.labels is not None,
-            "measured_on": held_out[0].description,
+) -> list[TrainedCodec]:
+    """Train a bottleneck per (β, name) in ``variants`` (``config``'s β replaced by each),
+    and measure each; ``prepared.held_out[0]`` is the card's main measurement."""
+    codecs: list[TrainedCodec] = []
+    for beta, name in variants:
+        config = replace(config, beta=beta)
+        progress = _progress(step, f"training {name}")
+        trained = train_bottleneck(prepared.tail, prepared.features, config, progress)
+        codec = LearnedCodec(trained.net, {**prepared.header(name), "card": {}})
+        made = {
             "config": asdict(config),
             "train_seconds": round(trained.seconds, 1),
             "history": trained.history,
-            "measured": scores[0].as_dict(),
-            "also_measured": {
-                h.description: s.as_dict() for h, s in zip(held_out[1:], scores[1:], strict=True)
-            },
         }
-        codec.card = card
-        codec.header = {**header, "name": name, "card": card}
-        codecs.append(codec)
+        codecs.append(_measured(codec, prepared, made, step))
     return codecs
+
+
+def fit_job(
+    prepared: Prepared, variants: tuple[tuple[int, str], ...], step: Step = lambda *_: None
+) -> list[TrainedCodec]:
+    """Fit a quantizer per (bits, name) to the training features, and measure each."""
+    codecs: list[TrainedCodec] = []
+    features = prepared.features.features
+    for bits, name in variants:
+        step(f"fitting {name}", 0, 1)
+        codec = fit_codec(features, bits, {**prepared.header(name), "card": {}})
+        step(f"fitting {name}", 1, 1)
+        made = {"quant": codec.header["quant"], "fitted_on": len(features), "labels": False}
+        codecs.append(_measured(codec, prepared, made, step))
+    return codecs
+
+
+def _measured(
+    codec: TrainedCodec, prepared: Prepared, made: dict[str, Any], step: Step
+) -> TrainedCodec:
+    """``codec`` with a card: how it was made, and what it scores on the held-out sets."""
+    held_out, name = prepared.held_out, codec.name
+    step(f"measuring {name}", 0, len(held_out))
+    scores = []
+    for i, held in enumerate(held_out):
+        scores.append(held.score(codec))
+        step(f"measuring {name}", i + 1, len(held_out))
+    card = {
+        **prepared.card,
+        "backbone_accuracy": held_out[0].accuracy,
+        "labels": prepared.features.labels is not None,
+        "measured_on": held_out[0].description,
+        **made,
+        "measured": scores[0].as_dict(),
+        "also_measured": {
+            h.description: s.as_dict() for h, s in zip(held_out[1:], scores[1:], strict=True)
+        },
+    }
+    codec.card = card
+    codec.header = {**codec.header, "card": card}
+    return codec
 
 
 def _progress(step: Step, phase: str) -> Callable[[int, int, dict[str, float]], None]:

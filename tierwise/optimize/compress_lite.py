@@ -13,14 +13,14 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from tierwise.codecs.learned import LearnedCodec
+from tierwise.codecs.base import TrainedCodec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.datasets.photos import photo_set
 from tierwise.models.efficientnet_lite import EfficientNetLite
 from tierwise.optimize.compress_cifar import sample
 from tierwise.optimize.compress_job import (
-    CompressJob,
     HeldOut,
+    Prepared,
     Step,
     cached_training_features,
     run_job,
@@ -54,12 +54,28 @@ def compress_lite(
     train_images: int = 5000,
     test_images: int = 1000,
     step: Step = lambda *_: None,
-) -> list[LearnedCodec]:
+) -> list[TrainedCodec]:
+    prepared = prepare_lite(
+        model_name, variant, config.split, data, train_images, test_images, step
+    )
+    return run_job(prepared, config, variants, step)
+
+
+def prepare_lite(
+    model_name: str,
+    variant: str,
+    split: int,
+    data: Cifar10,
+    train_images: int = 5000,
+    test_images: int = 1000,
+    step: Step = lambda *_: None,
+) -> Prepared:
+    """Features at ``split`` of upscaled CIFAR-10 training images; held-out sets to measure."""
     model = EfficientNetLite(model_name, variant)
     stages = model.as_sequential()
     size = model.image_size
-    if not 1 <= config.split < len(stages):
-        raise ValueError(f"split must be between 1 and {len(stages) - 1}, got {config.split}")
+    if not 1 <= split < len(stages):
+        raise ValueError(f"split must be between 1 and {len(stages) - 1}, got {split}")
     x_train, _ = sample(data.x_train, data.y_train, train_images)
     x_test, _ = sample(data.x_test, data.y_test, test_images)
     photos = photo_inputs(model)
@@ -67,13 +83,13 @@ def compress_lite(
         HeldOut.build(
             f"{len(x_test)} CIFAR-10 test images upscaled to {size}×{size}",
             stages,
-            config.split,
+            split,
             upscaled(x_test, size),
         ),
         HeldOut.build(
             f"{len(photos)} real photos (scikit-image, matplotlib; crops and mirrors)",
             stages,
-            config.split,
+            split,
             [photos[i : i + 16] for i in range(0, len(photos), 16)],
         ),
     ]
@@ -82,8 +98,7 @@ def compress_lite(
         "trained_on": f"{len(x_train)} CIFAR-10 training images upscaled to {size}×{size}, "
         "no labels (distillation from the unsplit network)",
     }
-    job = CompressJob(model_name, config, variants, card)
     features = cached_training_features(
-        stages, upscaled(x_train, size), len(x_train), config.split, None, step
+        stages, upscaled(x_train, size), len(x_train), split, None, step
     )
-    return run_job(job, features, frozen_tail(stages, config.split), held, step)
+    return Prepared(model_name, split, card, features, frozen_tail(stages, split), held)

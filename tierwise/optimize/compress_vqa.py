@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tierwise.codecs.learned import LearnedCodec
+from tierwise.codecs.base import TrainedCodec
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
 from tierwise.models.vqa_net import VqaNet, load, pixels_to_input
-from tierwise.optimize.compress_job import CompressJob, HeldOut, Step, run_job
+from tierwise.optimize.compress_job import HeldOut, Prepared, Step, run_job
 from tierwise.optimize.compress_train import CompressConfig, FeatureSet, Tail
 
 
@@ -76,7 +76,7 @@ def compress_vqa(
     data: EasyVqa,
     use_labels: bool = True,
     step: Step = lambda *_: None,
-) -> list[LearnedCodec]:
+) -> list[TrainedCodec]:
     net, meta = load(model_path)
     at = config.split
     if not 1 <= at <= len(net.image):
@@ -104,5 +104,5 @@ def compress_vqa(
         "source": meta.get("card", {}).get("dataset", ""),
         "trained_on": f"{len(x)} easy-vqa training questions {kind}",
     }
-    job = CompressJob(model_name, config, variants, card)
-    return run_job(job, features, vqa_tail(net, at), [held], step)
+    prepared = Prepared(model_name, at, card, features, vqa_tail(net, at), [held])
+    return run_job(prepared, config, variants, step)

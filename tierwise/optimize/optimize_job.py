@@ -6,7 +6,9 @@ inputs are checked before any work starts. The finished variant is written atomi
 with its card; a failed run leaves nothing where nodes look for variants.
 
 Resuming: each finished step leaves a checkpoint in ``<out>/.work/<name>/`` keyed by
-the options that produced it, so rerunning the same command skips what is done.
+the options that produced it and by the source network itself (its stages and weights),
+so rerunning the same command skips what is done, and a retrained or re-cut source
+starts afresh.
 """
 
 from __future__ import annotations
@@ -41,9 +43,14 @@ class OptimizeOptions:
     epochs: int = 4  # distillation or post-pruning fine-tune
     lr: float = 0.05
 
-    def key(self, upto: str) -> str:
-        """A digest of the options that decide the checkpoint after step ``upto``."""
-        parts: dict[str, Any] = {"student_width": self.student_width, "epochs": self.epochs}
+    def key(self, upto: str, origin: str) -> str:
+        """A digest of the options that decide the checkpoint after step ``upto``, and of
+        the source network they started from (``origin``, see :func:`fingerprint`)."""
+        parts: dict[str, Any] = {
+            "student_width": self.student_width,
+            "epochs": self.epochs,
+            "origin": origin,
+        }
         if upto in ("prune", "export", "quantize"):
             parts |= {"prune": self.prune, "lr": self.lr}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
@@ -79,12 +86,13 @@ def run_optimize(
 
     started = time.perf_counter()
     reference = copy.deepcopy(source.net).eval()
+    origin = fingerprint(source)
     work = out / source.name / ".work" / options.name
     steps: list[dict[str, Any]] = []
     if options.student_width is not None:
-        _distil(source, reference, options, cifar, work, step)
+        _distil(source, reference, options, cifar, work, origin, step)
         steps.append({"step": "distill", "student_width": options.student_width})
-    resumed = _load_checkpoint(work, options.key("export"))
+    resumed = _load_checkpoint(work, options.key("export", origin))
     if resumed is None:
         if options.prune is not None:
             steps.append(_prune(source, options, cifar, finetune, step))
@@ -96,7 +104,7 @@ def run_optimize(
             StageFile(s.name, s.input_shape, s.output_shape, graph_params(graph))
             for s, graph in zip(source.stage_infos(), graphs, strict=True)
         ]
-        _save_checkpoint(work, options.key("export"), graphs, stages, steps)
+        _save_checkpoint(work, options.key("export", origin), graphs, stages, steps)
         step("exporting to ONNX", 1, 1)
     else:
         graphs, stages, steps = resumed
@@ -119,6 +127,7 @@ def _distil(
     options: OptimizeOptions,
     cifar: Cifar10 | None,
     work: Path,
+    origin: str,
     step: Step,
 ) -> None:
     """Replace ``source.net`` by a fresh narrower student trained on the teacher's outputs."""
@@ -126,7 +135,7 @@ def _distil(
     from tierwise.optimize.train_cifar import TrainConfig, train
 
     assert options.student_width is not None and cifar is not None
-    checkpoint = work / f"student-{options.key('distill')}.npz"
+    checkpoint = work / f"student-{options.key('distill', origin)}.npz"
     if checkpoint.is_file():
         source.net, _ = load(checkpoint)
         return
@@ -233,6 +242,17 @@ def _measure(
 
 
 Checkpoint = tuple[list[bytes], list[StageFile], list[dict[str, Any]]]
+
+
+def fingerprint(source: Source) -> str:
+    """A digest of the source network as it is: its stage layout and every weight."""
+    digest = hashlib.sha256()
+    for info in source.stage_infos():
+        digest.update(repr((info.name, info.input_shape, info.output_shape)).encode())
+    for name, tensor in source.net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _save_checkpoint(
