@@ -155,8 +155,9 @@ def test_a_changed_source_starts_afresh_instead_of_resuming(
     options = OptimizeOptions(name="fp32")
     run_optimize(cifar_source(net_path, "n"), options, tmp_path, _held_out(data), None, None, None)
     retrained = cifar_source(net_path, "n")
+    classifier = next(m for m in retrained.net[-1].modules() if isinstance(m, torch.nn.Linear))
     with torch.no_grad():
-        retrained.net[-1][2].weight.mul_(-1)  # same shapes, other weights: another network
+        classifier.weight.mul_(-1)  # same shapes, other weights: another network
     again = run_optimize(retrained, options, tmp_path, _held_out(data), None, None, None)
     variant = OnnxVariant("n:fp32", again.folder, threads=1)
     x = normalise(data.x_test[:4])
