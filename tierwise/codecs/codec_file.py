@@ -57,14 +57,14 @@ def read_header(path: Path) -> CodecHeader:
 
 def load_trained_codec(path: Path) -> TrainedCodec:
     """The codec in a codec file, of whichever kind it is."""
-    _, header = read_arrays(path, FORMAT, MISSING_HINT)
+    arrays, header = read_arrays(path, FORMAT, MISSING_HINT)
     kind = header.get("kind", "bottleneck")
     if kind == "fitted-quant":
-        from tierwise.codecs.fitted import load_fitted
+        from tierwise.codecs.fitted import fitted_from_file
 
-        return load_fitted(path)
+        return fitted_from_file(arrays, header, path)
     if kind == "bottleneck":
-        from tierwise.codecs.learned import load_codec
+        from tierwise.codecs.learned import learned_from_file
 
-        return load_codec(path)
+        return learned_from_file(arrays, header, path)
     raise InputError(f"{path}: unknown codec kind {kind!r}; kinds are bottleneck, fitted-quant")

@@ -61,9 +61,7 @@ class FittedQuantCodec(TrainedCodec):
         self.tables = rans.tables_from_probabilities(probs, 0)
 
     def codes(self, x: np.ndarray) -> np.ndarray:
-        """The integer code of each value (clipped to the range)."""
-        top = (1 << self.bits) - 1
-        return np.clip(np.rint((x - self.low) / self.step), 0, top).astype(np.int64)
+        return quantize(x, self.bits, self.low, self.high)
 
     def encode(self, x: np.ndarray) -> Encoded:
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
@@ -112,21 +110,30 @@ def fit_codec(
     low, high = float(x.min()), float(x.max())
     if not high > low:
         high = low + 1.0  # constant features: any range codes them exactly
-    quant = {"bits": bits, "low": low, "high": high}
     levels = 1 << bits
-    probe = FittedQuantCodec(
-        {**header, "input_shape": list(x.shape[1:]), "quant": quant},
-        np.full((x.shape[1], levels), 1.0 / levels),
-    )
-    codes = probe.codes(x).swapaxes(0, 1).reshape(x.shape[1], -1)
+    codes = quantize(x, bits, low, high).swapaxes(0, 1).reshape(x.shape[1], -1)
     counts = np.stack([np.bincount(row, minlength=levels) for row in codes]).astype(np.float64)
     probs = counts + smoothing
     probs /= probs.sum(axis=1, keepdims=True)
-    return FittedQuantCodec(probe.header, probs)
+    quant = {"bits": bits, "low": low, "high": high}
+    return FittedQuantCodec({**header, "input_shape": list(x.shape[1:]), "quant": quant}, probs)
+
+
+def quantize(x: np.ndarray, bits: int, low: float, high: float) -> np.ndarray:
+    """The integer code of each value: ``2^bits`` even steps over [low, high], clipped."""
+    top = (1 << bits) - 1
+    step = (high - low) / top
+    return np.clip(np.rint((x - low) / step), 0, top).astype(np.int64)
 
 
 def load_fitted(path: Path) -> FittedQuantCodec:
-    arrays, header = read_arrays(path, FORMAT, MISSING_HINT)
+    return fitted_from_file(*read_arrays(path, FORMAT, MISSING_HINT), path)
+
+
+def fitted_from_file(
+    arrays: dict[str, np.ndarray], header: dict[str, Any], path: Path
+) -> FittedQuantCodec:
+    """The codec in a fitted codec file's arrays and header (read by the caller)."""
     parse_header(header, path)
     if "quant" not in header or "probs" not in arrays:
         raise InputError(f"{path}: a fitted codec file needs 'quant' and its tables")

@@ -190,7 +190,13 @@ def save_codec(net: BottleneckNet, header: dict[str, Any], path: Path) -> None:
 
 
 def load_codec(path: Path) -> LearnedCodec:
-    arrays, header = read_arrays(path, FORMAT, MISSING_HINT)
+    return learned_from_file(*read_arrays(path, FORMAT, MISSING_HINT), path)
+
+
+def learned_from_file(
+    arrays: dict[str, np.ndarray], header: dict[str, Any], path: Path
+) -> LearnedCodec:
+    """The codec in a bottleneck codec file's arrays and header (read by the caller)."""
     parse_header(header, path)
     if "net" not in header:
         raise InputError(f"{path}: codec file has no 'net' in its header")
