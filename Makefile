@@ -34,11 +34,20 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# llama.cpp is compiled for AVX2 rather than for the build machine (-march=native): a
+# native build on a Xeon with AMX crashed in llama_decode for any prompt over one token
+# inside a sandbox that does not grant the AMX register state (gVisor), and AVX2 runs on
+# any x86-64 CPU since 2013. Override with `make LLAMA_CMAKE_ARGS=... install`.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 # Reinstalls when pyproject.toml changes. llama-cpp-python compiles from source the
-# first time (about 9 minutes on 2 cores); pip's wheel cache makes later installs quick.
+# first time (about 9 minutes on 2 cores); pip's wheel cache makes later installs quick
+# (it keys the wheel by version, not by LLAMA_CMAKE_ARGS: `pip cache remove llama_cpp_python`
+# before building with other flags).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install 'llama-cpp-python>=0.3.7'
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 from tests.synthetic_cifar import synthetic
+from tierwise.cli import app
 from tierwise.datasets.cifar10 import CLASSES, Cifar10, load_cifar10
 from tierwise.errors import InputError
 from tierwise.models.cifar_net import build, load, normalise, save
@@ -25,11 +27,11 @@ def _jpeg(colour: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
-def _tarball(folder: Path) -> Path:
+def _tarball(folder: Path, train: int = 3) -> Path:
     path = folder / "cifar10" / "cifar10-jpeg.tar.gz"
     path.parent.mkdir(parents=True)
     with tarfile.open(path, "w:gz") as tar:
-        for split, count in (("train", 3), ("test", 2)):
+        for split, count in (("train", train), ("test", 2)):
             for label, colour in (("airplane", (250, 10, 10)), ("truck", (10, 10, 250))):
                 for i in range(count):
                     data = _jpeg(colour)
@@ -87,6 +89,11 @@ def test_training_learns_and_the_network_round_trips_without_pickle(tmp_path: Pa
     data = Cifar10(x_train, y_train, x_test, y_test)
     result = train(data, TrainConfig(epochs=4, width=8, batch=128, lr=0.05))
     assert result.test_accuracy > 0.8, result.history  # chance is 0.1
+    last = result.history[-1]
+    # the headline is one view per image, what the served network scores; TTA is extra
+    assert last["test_accuracy"] == result.test_accuracy
+    assert 0.0 < last["test_accuracy_flip_tta"] <= 1.0
+    assert result.net[0][0].weight.is_contiguous()  # handed back in the default layout
     save(result.net, 8, {"test_accuracy": result.test_accuracy}, tmp_path / "net.npz")
     net, card = load(tmp_path / "net.npz")
     assert card["test_accuracy"] == result.test_accuracy
@@ -111,3 +118,18 @@ def test_the_network_has_five_stages_and_any_width() -> None:
             (8 * width, 4, 4),
             (10,),
         ]
+
+
+def test_the_train_command_writes_the_network_with_a_card_of_both_accuracies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the decoded-data cache goes there
+    _tarball(tmp_path / "data", train=130)  # 260 images: one batch of 256
+    out = tmp_path / "net.npz"
+    args = ["train", "cifar10", "--data", str(tmp_path / "data"), "--epochs", "1", "--width", "4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    _, card = load(out)
+    assert card["test_accuracy"] == card["history"][-1]["test_accuracy"]
+    assert card["test_accuracy_flip_tta"] == card["history"][-1]["test_accuracy_flip_tta"]
+    assert "epoch 1: test" in result.output and "with flip TTA" in result.output

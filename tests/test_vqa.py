@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from tierwise.cli import app
 from tierwise.datasets.easy_vqa import EasyVqa, bag_of_words, load_easy_vqa
 from tierwise.models.vqa_net import load, save
 from tierwise.optimize.compress_train import CompressConfig
@@ -75,3 +77,16 @@ def test_the_compression_bench_measures_vqa(data: EasyVqa, trained: Path, tmp_pa
     assert rows[("png", 0)]["agreement"] == 1.0
     assert {split for _, split in rows} == {0, 1, 2, 3, 4}
     assert len(task["targets"]["lines"]) == 2
+
+
+def test_the_train_command_writes_the_network_with_its_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "vqa-net.npz"
+    args = ["train", "vqa", "--epochs", "1", "--width", "4", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    _, meta = load(out)
+    assert 0.0 < meta["card"]["test_accuracy"] <= 1.0
+    assert meta["card"]["history"][-1]["test_accuracy"] == meta["card"]["test_accuracy"]

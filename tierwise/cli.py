@@ -792,9 +792,10 @@ app.add_typer(train_app, name="train")
 @train_app.command("cifar10")
 def train_cifar10(
     data: DataOpt = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the 50,000 images.")] = 16,
+    # the defaults are the shipped network's recipe: 89.7% (90.6% with flip TTA), 62 min on 2 cores
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the 50,000 images.")] = 24,
     width: Annotated[int, typer.Option(min=4, help="Channels of the first stage.")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")] = 0.1,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")] = 0.2,
     device: Annotated[str, typer.Option(help="cpu, or cuda where there is one.")] = "cpu",
     out: Annotated[Path, typer.Option(help="Where to write the network (.npz).")] = Path(
         "models/cifar10-net.npz"
@@ -826,20 +827,27 @@ def train_cifar10(
         def report(done: int, total: int, row: dict[str, float]) -> None:
             progress.update(task, completed=done, total=total)
             if row:
-                note = f"epoch {int(row['epoch'])}: test {row['test_accuracy']:.2%}"
+                note = (
+                    f"epoch {int(row['epoch'])}: test {row['test_accuracy']:.2%}"
+                    f" ({row['test_accuracy_flip_tta']:.2%} with flip TTA)"
+                )
                 progress.update(task, note=note)
+                # a line per epoch stays in the scrollback, and in a log file where no bar shows
+                progress.console.print(f"{note}, {row['seconds'] / 60:.1f} min")
 
         result = train(dataset, config, report)
     card = {
         "dataset": "CIFAR-10 (JPEG re-encoded)",
         "test_accuracy": result.test_accuracy,
+        "test_accuracy_flip_tta": result.history[-1]["test_accuracy_flip_tta"],
         "train_seconds": round(result.seconds, 1),
         "config": config.__dict__,
         "history": result.history,
     }
     save(result.net, width, card, out)
     console.print(
-        f"test accuracy {result.test_accuracy:.2%} after {epochs} epochs "
+        f"test accuracy {result.test_accuracy:.2%} "
+        f"({card['test_accuracy_flip_tta']:.2%} with flip TTA) after {epochs} epochs "
         f"({result.seconds / 60:.1f} min on {device}); wrote {out}"
     )
 

@@ -58,15 +58,25 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.contiguous()
 
 
-def evaluate(net: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> float:
+@dataclass(frozen=True)
+class Accuracy:
+    #: one view per image: what the served network scores
+    single: float
+    #: the image and its mirror vote (test-time augmentation, for comparison with papers)
+    flip_tta: float
+
+
+def evaluate(net: nn.Module, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> Accuracy:
     net.eval()
-    right = 0
+    single = voted = 0
     with torch.inference_mode():
         for i in range(0, len(x), 1000):
             batch = torch.from_numpy(normalise(x[i : i + 1000])).to(device)
-            logits = net(batch) + net(batch.flip(3))  # the mirror image votes too
-            right += int((logits.argmax(1).cpu().numpy() == y[i : i + 1000]).sum())
-    return right / len(x)
+            logits = net(batch)
+            truth = torch.from_numpy(y[i : i + 1000]).to(device)
+            single += int((logits.argmax(1) == truth).sum())
+            voted += int(((logits + net(batch.flip(3))).argmax(1) == truth).sum())
+    return Accuracy(single / len(x), voted / len(x))
 
 
 def distill_loss(
@@ -94,6 +104,9 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     device = config.device
     net = (net if net is not None else build(config.width)).to(device)
+    # oneDNN's convolutions run about a fifth faster on channels-last tensors on CPU
+    # (torch's stubs omit Module.to's memory_format keyword, hence the ignores)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if teacher is not None:
         teacher = teacher.to(device).eval()
     x_all = torch.from_numpy(normalise(data.x_train))
@@ -115,7 +128,7 @@ def train(
         total = 0.0
         for i in range(len(x_all) // config.batch):
             idx = order[i * config.batch : (i + 1) * config.batch]
-            xb = _augment(x_all[idx], gen).to(device)
+            xb = _augment(x_all[idx], gen).to(device, memory_format=torch.channels_last)
             logits = net(xb)
             loss = loss_fn(logits, y_all[idx].to(device))
             if teacher is not None:
@@ -130,10 +143,11 @@ def train(
         row = {
             "epoch": epoch + 1,
             "loss": total / (len(x_all) // config.batch),
-            "test_accuracy": acc,
+            "test_accuracy": acc.single,
+            "test_accuracy_flip_tta": acc.flip_tta,
             "seconds": time.perf_counter() - started,
         }
         history.append(row)
         progress(done, steps, row)
-    net = net.cpu().eval()
+    net = net.cpu().to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     return TrainResult(net, history[-1]["test_accuracy"], time.perf_counter() - started, history)
