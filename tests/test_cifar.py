@@ -102,6 +102,12 @@ def test_training_learns_and_the_network_round_trips_without_pickle(tmp_path: Pa
         np.testing.assert_allclose(net(batch).numpy(), result.net(batch).numpy(), atol=1e-5)
 
 
+def test_fewer_images_than_one_batch_is_refused_before_training() -> None:
+    data = Cifar10(*synthetic(100, 0), *synthetic(10, 1))
+    with pytest.raises(InputError, match=r"100 images is fewer than one batch \(128\)"):
+        train(data, TrainConfig(epochs=1, width=4, batch=128))
+
+
 def test_the_network_has_five_stages_and_any_width() -> None:
     for width in (8, 16):
         net = build(width)
@@ -133,3 +139,15 @@ def test_the_train_command_writes_the_network_with_a_card_of_both_accuracies(
     assert card["test_accuracy"] == card["history"][-1]["test_accuracy"]
     assert card["test_accuracy_flip_tta"] == card["history"][-1]["test_accuracy_flip_tta"]
     assert "epoch 1: test" in result.output and "with flip TTA" in result.output
+
+
+def test_the_train_command_names_too_little_data_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _tarball(tmp_path / "data")  # 6 training images
+    args = ["train", "cifar10", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "n.npz")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "6 images is fewer than one batch (256)" in result.output
+    assert not (tmp_path / "n.npz").exists()

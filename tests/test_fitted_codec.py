@@ -112,6 +112,9 @@ def test_fitting_at_a_split_of_a_real_network_measures_it_on_held_out_images(
     for codec in codecs:
         card = codec.card
         assert card["labels"] is False and card["fitted_on"] == 256
+        # nothing is trained, and the card does not say otherwise
+        assert "trained_on" not in card and "nothing is trained" in card["method"]
+        assert card["data"] == "256 CIFAR-10 training images"
         assert card["measured"]["n"] == 128 and card["measured"]["agreement"] >= 0.95
         assert card["measured_on"] == "128 CIFAR-10 test images"
     assert codecs[0].card["measured"]["payload_bytes"] < codecs[1].card["measured"]["payload_bytes"]

@@ -835,7 +835,10 @@ def train_cifar10(
                 # a line per epoch stays in the scrollback, and in a log file where no bar shows
                 progress.console.print(f"{note}, {row['seconds'] / 60:.1f} min")
 
-        result = train(dataset, config, report)
+        try:
+            result = train(dataset, config, report)
+        except TierwiseError as exc:
+            raise _fail(exc) from exc
     card = {
         "dataset": "CIFAR-10 (JPEG re-encoded)",
         "test_accuracy": result.test_accuracy,

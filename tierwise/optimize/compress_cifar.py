@@ -66,11 +66,10 @@ def prepare_cifar(
     stages, model_card = load(model_path)
     x_train, y_train = sample(data.x_train, data.y_train, train_images)
     x_test, y_test = sample(data.x_test, data.y_test, test_images)
-    kind = "with labels" if use_labels else "without labels (distillation only)"
     card = {
         "backbone": str(model_path),
         "source": model_card.get("dataset", ""),
-        "trained_on": f"{len(x_train)} CIFAR-10 training images {kind}",
+        "data": f"{len(x_train)} CIFAR-10 training images",
     }
     labels = y_train if use_labels else None
     features = cached_training_features(stages, batches(x_train), len(x_train), split, labels, step)

@@ -110,7 +110,7 @@ class Prepared:
 
     model_name: str  # the name the codecs are for (as in the cluster spec)
     split: int
-    card: dict[str, Any]  # what the backbone and the data were, for the model card
+    card: dict[str, Any]  # the backbone and the data ("data": what the inputs were), for the card
     features: FeatureSet  # the training inputs at the split
     tail: Tail
     held_out: list[HeldOut]  # [0] is the card's main measurement
@@ -134,7 +134,13 @@ def run_job(
         progress = _progress(step, f"training {name}")
         trained = train_bottleneck(prepared.tail, prepared.features, config, progress)
         codec = LearnedCodec(trained.net, {**prepared.header(name), "card": {}})
+        how = (
+            "with labels, and the unsplit model's outputs"
+            if prepared.features.labels is not None
+            else "without labels: the unsplit model's outputs only (distillation)"
+        )
         made = {
+            "trained_on": f"{prepared.card['data']}, {how}",
             "config": asdict(config),
             "train_seconds": round(trained.seconds, 1),
             "history": trained.history,
@@ -153,7 +159,13 @@ def fit_job(
         step(f"fitting {name}", 0, 1)
         codec = fit_codec(features, bits, {**prepared.header(name), "card": {}})
         step(f"fitting {name}", 1, 1)
-        made = {"quant": codec.header["quant"], "fitted_on": len(features), "labels": False}
+        made = {
+            "quant": codec.header["quant"],
+            "fitted_on": len(features),
+            "labels": False,
+            "method": "one range for the tensor and per-channel code frequencies, counted; "
+            "nothing is trained",
+        }
         codecs.append(_measured(codec, prepared, made, step))
     return codecs
 

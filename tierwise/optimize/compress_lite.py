@@ -95,8 +95,7 @@ def prepare_lite(
     ]
     card = {
         "backbone": f"EfficientNet-Lite ({variant}), pretrained on ImageNet, frozen",
-        "trained_on": f"{len(x_train)} CIFAR-10 training images upscaled to {size}×{size}, "
-        "no labels (distillation from the unsplit network)",
+        "data": f"{len(x_train)} CIFAR-10 training images upscaled to {size}×{size}",
     }
     features = cached_training_features(
         stages, upscaled(x_train, size), len(x_train), split, None, step

@@ -98,11 +98,10 @@ def compress_vqa(
         numpy_tail(net, at),
         tq,
     )
-    kind = "with answers" if use_labels else "without answers (distillation only)"
     card = {
         "backbone": str(model_path),
         "source": meta.get("card", {}).get("dataset", ""),
-        "trained_on": f"{len(x)} easy-vqa training questions {kind}",
+        "data": f"{len(x)} easy-vqa training questions",
     }
     prepared = Prepared(model_name, at, card, features, vqa_tail(net, at), [held])
     return run_job(prepared, config, variants, step)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tierwise.datasets.cifar10 import Cifar10
+from tierwise.errors import InputError
 from tierwise.models.cifar_net import build, normalise
 from tierwise.optimize.descend import descend
 
@@ -100,6 +101,11 @@ def train(
     """Train ``net`` (a fresh one of ``config.width`` by default) on CIFAR-10's labels,
     and on a ``teacher``'s soft outputs when one is given (distillation, or recovering
     a pruned network from its unpruned self)."""
+    if len(data.x_train) < config.batch:
+        raise InputError(
+            f"training data: {len(data.x_train)} images is fewer than one batch "
+            f"({config.batch}); give at least {config.batch} training images"
+        )
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = config.device
