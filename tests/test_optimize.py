@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from rich.console import Console
@@ -27,6 +28,7 @@ from tierwise.models.variant_file import (
     read_card,
     write_variant,
 )
+from tierwise.optimize.onnx_quantize import cpu_has_vnni
 from tierwise.optimize.optimize_job import HeldOut, OptimizeOptions, run_optimize
 from tierwise.optimize.sources import cifar_source
 from tierwise.placement.cost import LiveState, build_vision_table
@@ -104,7 +106,26 @@ def test_static_int8_is_smaller_and_keeps_the_answers(
     }
     assert size["int8"] < size["fp32"] / 2.5
     assert int8.card.measured["agreement"] >= 0.9
-    assert int8.card.steps[-1] == {"step": "quantize", "dtype": "int8", "mode": "static"}
+    bits = 8 if cpu_has_vnni() else 7
+    assert int8.card.steps[-1] == {
+        "step": "quantize",
+        "dtype": "int8",
+        "mode": "static",
+        "weight_bits": bits,
+    }
+    # Fused int8 convolutions (signed weights, operator format), not dequantize → fp32 conv.
+    ops = {n.op_type for f in int8.folder.glob("*.onnx") for n in onnx.load(f).graph.node}
+    assert "QLinearConv" in ops
+    assert "Conv" not in ops
+
+
+def test_vnni_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    with_vnni, without = tmp_path / "a", tmp_path / "b"
+    with_vnni.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n")
+    without.write_text("processor : 0\nflags : fpu sse2 avx2\n")
+    assert cpu_has_vnni(with_vnni)
+    assert not cpu_has_vnni(without)
+    assert not cpu_has_vnni(tmp_path / "missing")
 
 
 def test_pruning_removes_channels_and_fine_tuning_recovers(
@@ -123,17 +144,52 @@ def test_pruning_removes_channels_and_fine_tuning_recovers(
     assert outcome.card.measured["accuracy"] >= outcome.card.measured["reference_accuracy"] - 0.2
 
 
+def test_a_gpu_torch_cannot_see_is_refused_before_any_work(net_path: Path, tmp_path: Path) -> None:
+    args = ["optimize", "cifar-net:w4", "--distill", str(net_path), "--device", "cuda:99"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "--device: cuda:99 was asked for, but torch" in result.output
+    assert not any(tmp_path.iterdir())
+
+
 def test_distilled_student_is_smaller_and_learns_from_the_teacher(
     net_path: Path, data: Cifar10, tmp_path: Path
 ) -> None:
     teacher = cifar_source(net_path, "cifar10-net")
-    options = OptimizeOptions(name="student-w4", student_width=4, epochs=10, lr=0.1)
+    options = OptimizeOptions(
+        name="student-w4", student_width=4, epochs=10, lr=0.1, precision="bf16"
+    )
     outcome = run_optimize(teacher, options, tmp_path, _held_out(data), data, None, None)
     assert outcome.card.base == "cifar10-net"
+    distill = outcome.card.steps[0]
+    assert (distill["step"], distill["student_width"], distill["epochs"]) == ("distill", 4, 10)
+    assert 0.4 <= distill["student_test_accuracy"] <= 1
     assert outcome.card.measured["params"] < teacher.params / 3
     # 40 steps of a width-4 network: far from done, but well past chance (10%).
     assert outcome.card.measured["accuracy"] >= 0.4
     assert outcome.card.measured["agreement"] >= 0.4
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_distillation_on_unlabelled_images_recovers_a_pruned_network(
+    net_path: Path, data: Cifar10, precision: str
+) -> None:
+    """The path that recovers a pruned EfficientNet-Lite, on our tiny network instead."""
+    from tierwise.optimize.distill import DistillConfig, distill_on_images
+    from tierwise.optimize.prune import prune_channels
+
+    teacher = cifar_source(net_path, "cifar10-net").net.eval()
+    student = cifar_source(net_path, "cifar10-net").net
+    prune_channels(student, (3, 32, 32), 0.5)
+    images, held_out = normalise(data.x_train[:256]), normalise(data.x_test[:200])
+    want = _logits(teacher, held_out).argmax(1)
+    before = float((_logits(student.eval(), held_out).argmax(1) == want).mean())
+    config = DistillConfig(epochs=3, lr=3e-3, precision=precision)  # type: ignore[arg-type]
+    history = distill_on_images(student, teacher, images, config)
+    after = float((_logits(student, held_out).argmax(1) == want).mean())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert after > before
 
 
 def test_a_rerun_resumes_from_the_checkpoint(net_path: Path, data: Cifar10, tmp_path: Path) -> None:
@@ -216,6 +272,8 @@ def test_a_tampered_or_foreign_variant_is_refused(tmp_path: Path) -> None:
         (["--quantize", "int8"], "--calibration: static int8 quantization needs a folder"),
         (["--quantize", "int4"], "--quantize: expected int8, int8-dynamic or none"),
         (["--export", "tflite"], "--export: expected onnx"),
+        (["--export", "onnx", "--device", "gpu"], "--device: expected cpu, cuda or cuda:N"),
+        (["--export", "onnx", "--precision", "fp16"], "--precision: expected fp32 or bf16"),
     ],
 )
 def test_bad_options_fail_before_any_work(
@@ -344,7 +402,8 @@ def test_bench_optimize_measures_each_variant_against_its_original(
     x = normalise(data.x_test[:64])
     original = Subject("cifar10-net (PyTorch fp32)", "torch", str(net_path), 1)
     original.size_bytes = net_path.stat().st_size
-    group = Group("cifar10-net", x, [("test", 0, 64, data.y_test[:64])], [original])
+    sets = [("test", 0, 64, data.y_test[:64]), ("unlabelled", 0, 64, None)]
+    group = Group("cifar10-net", x, sets, [original])
     add_variants(group, variants)
     assert [s.label for s in group.subjects][1:] == ["cifar10-net:student-w4"]
     empty = measure([group], threads=1, repeats=3, console=Console(quiet=True))
@@ -357,3 +416,15 @@ def test_bench_optimize_measures_each_variant_against_its_original(
     target = out["sections"][0]["targets"][0]
     assert target["target"].startswith("student ≤ 1/4 of the parameters")
     assert {p.name for p in results.iterdir()} == {"optimize.json", "optimize.md", "optimize.png"}
+    # Without labels, agreement is also given where the original is decisive.
+    decisive = rows[0]["decisive:unlabelled"]
+    assert 0 < decisive <= 64 and rows[0]["agreement:unlabelled:decisive"] == 1.0
+    assert 0 <= rows[1]["agreement:unlabelled:decisive"] <= 1
+    assert f"on the {decisive} unlabelled inputs where" in (results / "optimize.md").read_text()
+
+
+def test_top_margins_are_the_lead_of_the_top_class_in_probability() -> None:
+    from tierwise.bench.optimize_worker import top_margins
+
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]))
+    assert top_margins(logits) == pytest.approx([0.5, 0.05])

@@ -1,8 +1,9 @@
 """One model measured in a process of its own, so its peak memory is its own.
 
 ``python -m tierwise.bench.optimize_worker SPEC_JSON`` prints one JSON line: latency
-samples at batch 1 and 8, top-1 predictions on the held-out inputs, and the process's
-peak resident memory. Inputs arrive as a ``.npy`` file (never pickle).
+samples at batch 1 and 8, top-1 predictions on the held-out inputs with the lead of the
+top class over the runner-up, and the process's peak resident memory. Inputs arrive as
+a ``.npy`` file (never pickle).
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def _runner(spec: dict[str, Any]) -> Any:
     return run
 
 
+def top_margins(logits: np.ndarray) -> np.ndarray:
+    """How far the top class's softmax probability leads the runner-up's, per row."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    margins: np.ndarray = top2[:, 1] - top2[:, 0]
+    return margins
+
+
 def _times(run: Any, x: np.ndarray, repeats: int) -> list[float]:
     run(x)  # warm-up: first calls allocate and pick kernels
     samples = []
@@ -72,9 +83,9 @@ def main() -> None:
     result: dict[str, Any] = {}
     if run is not None:
         inputs = np.load(spec["inputs"], allow_pickle=False)
-        result["predictions"] = [
-            int(p) for i in range(0, len(inputs), 50) for p in run(inputs[i : i + 50]).argmax(1)
-        ]
+        logits = np.concatenate([run(inputs[i : i + 50]) for i in range(0, len(inputs), 50)])
+        result["predictions"] = [int(p) for p in logits.argmax(1)]
+        result["margins"] = [float(m) for m in top_margins(logits)]
         result["batch1_ms"] = _times(run, inputs[:1], int(spec["repeats"]))
         result["batch8_ms"] = _times(run, inputs[:8], max(3, int(spec["repeats"]) // 4))
     result["peak_rss_mb"] = _peak_rss_mb()

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from tierwise.optimize.descend import descend
-from tierwise.optimize.train_cifar import distill_loss
+from tierwise.optimize.train_cifar import autocast, distill_loss
+from tierwise.optimize.train_device import Precision
 
 Progress = Callable[[int, int, dict[str, float]], None]
 
@@ -27,16 +28,24 @@ class DistillConfig:
     lr: float = 1e-3
     temperature: float = 1.0
     seed: int = 0
+    device: str = "cpu"
+    precision: Precision = "fp32"
 
 
-def teacher_logits(teacher: nn.Module, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+def teacher_logits(
+    teacher: nn.Module,
+    images: np.ndarray,
+    batch: int = 64,
+    device: str = "cpu",
+    precision: Precision = "fp32",
+) -> torch.Tensor:
     """The teacher's outputs on every image and its mirror image (computed once)."""
     teacher.eval()
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for flip in (False, True):
             for i in range(0, len(images), batch):
-                x = torch.from_numpy(images[i : i + batch])
+                x = torch.from_numpy(images[i : i + batch]).to(device)
                 outs.append(teacher(x.flip(3) if flip else x))
     return torch.cat(outs)
 
@@ -51,7 +60,10 @@ def distill_on_images(
     """Train ``student`` in place to match ``teacher`` on ``images`` (N×C×H×W, float32)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    targets = teacher_logits(teacher, images)
+    device = config.device
+    student.to(device)
+    targets = teacher_logits(teacher.to(device), images, device=device, precision=config.precision)
+    targets = targets.float()
     n = 2 * len(images)
     steps = config.epochs * max(1, n // config.batch)
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
@@ -64,15 +76,18 @@ def distill_on_images(
             idx = order[i * config.batch : (i + 1) * config.batch]
             flips = idx >= len(images)
             x = torch.from_numpy(images[(idx % len(images)).numpy()])
-            x = torch.where(flips[:, None, None, None], x.flip(3), x)
-            loss = distill_loss(student(x), targets[idx], config.temperature)
+            x = torch.where(flips[:, None, None, None], x.flip(3), x).to(device)
+            with autocast(device, config.precision):
+                logits = student(x)
+            loss = distill_loss(logits.float(), targets[idx.to(device)], config.temperature)
             total += descend(loss, opt, sched)
             done += 1
             progress(done, steps, {})
         row = {"epoch": epoch + 1, "loss": total / max(1, n // config.batch)}
         history.append(row)
         progress(done, steps, row)
-    student.eval()
+    student.cpu().eval()
+    teacher.cpu()
     return history
 
 

@@ -28,6 +28,7 @@ from tierwise.datasets.cifar10 import Cifar10
 from tierwise.errors import InputError
 from tierwise.models.variant_file import StageFile, VariantCard, write_variant
 from tierwise.optimize.sources import Source
+from tierwise.optimize.train_device import Precision
 
 Step = Callable[[str, int, int], None]  # (phase, done, total)
 Quantize = Literal["none", "static", "dynamic"]
@@ -42,6 +43,9 @@ class OptimizeOptions:
     student_width: int | None = None
     epochs: int = 4  # distillation or post-pruning fine-tune
     lr: float = 0.05
+    #: where and how training runs: not part of the checkpoint key (the recipe is the same)
+    device: str = "cpu"
+    precision: Precision = "fp32"
 
     def key(self, upto: str, origin: str) -> str:
         """A digest of the options that decide the checkpoint after step ``upto``, and of
@@ -90,8 +94,15 @@ def run_optimize(
     work = out / source.name / ".work" / options.name
     steps: list[dict[str, Any]] = []
     if options.student_width is not None:
-        _distil(source, reference, options, cifar, work, origin, step)
-        steps.append({"step": "distill", "student_width": options.student_width})
+        student_accuracy = _distil(source, reference, options, cifar, work, origin, step)
+        steps.append(
+            {
+                "step": "distill",
+                "student_width": options.student_width,
+                "epochs": options.epochs,
+                "student_test_accuracy": student_accuracy,
+            }
+        )
     resumed = _load_checkpoint(work, options.key("export", origin))
     if resumed is None:
         if options.prune is not None:
@@ -110,7 +121,7 @@ def run_optimize(
         graphs, stages, steps = resumed
     if options.quantize != "none":
         graphs = _quantize(graphs, options.quantize, calibration, step)
-        steps.append({"step": "quantize", "dtype": "int8", "mode": options.quantize})
+        steps.append(_quantize_step(options.quantize))
     measured = _measure(graphs, reference, held_out, step)
     measured["params"] = float(sum(s.params for s in stages))
     measured["seconds_to_make"] = round(time.perf_counter() - started, 1)
@@ -129,17 +140,24 @@ def _distil(
     work: Path,
     origin: str,
     step: Step,
-) -> None:
-    """Replace ``source.net`` by a fresh narrower student trained on the teacher's outputs."""
+) -> float:
+    """Replace ``source.net`` by a fresh narrower student trained on the teacher's outputs;
+    returns the student's CIFAR-10 test accuracy (one view) as training measured it."""
     from tierwise.models.cifar_net import build, load, save
     from tierwise.optimize.train_cifar import TrainConfig, train
 
     assert options.student_width is not None and cifar is not None
     checkpoint = work / f"student-{options.key('distill', origin)}.npz"
     if checkpoint.is_file():
-        source.net, _ = load(checkpoint)
-        return
-    config = TrainConfig(epochs=options.epochs, width=options.student_width, lr=options.lr)
+        source.net, card = load(checkpoint)
+        return float(card["test_accuracy"])
+    config = TrainConfig(
+        epochs=options.epochs,
+        width=options.student_width,
+        lr=options.lr,
+        device=options.device,
+        precision=options.precision,
+    )
     result = train(
         cifar,
         config,
@@ -148,7 +166,9 @@ def _distil(
         teacher=teacher,
     )
     source.net = result.net
-    save(result.net, options.student_width, {"test_accuracy": result.test_accuracy}, checkpoint)
+    card = {"test_accuracy": result.test_accuracy, "history": result.history}
+    save(result.net, options.student_width, card, checkpoint)
+    return result.test_accuracy
 
 
 def _prune(
@@ -175,7 +195,9 @@ def _prune(
         "finetune_epochs": options.epochs,
     }
     if source.input_kind == "cifar" and cifar is not None:
-        config = TrainConfig(epochs=options.epochs, lr=options.lr)
+        config = TrainConfig(
+            epochs=options.epochs, lr=options.lr, device=options.device, precision=options.precision
+        )
         tuned = train(
             cifar,
             config,
@@ -185,7 +207,9 @@ def _prune(
         )
         source.net = tuned.net
     elif finetune is not None:
-        config_d = DistillConfig(epochs=options.epochs, lr=options.lr)
+        config_d = DistillConfig(
+            epochs=options.epochs, lr=options.lr, device=options.device, precision=options.precision
+        )
         distill_on_images(
             source.net,
             teacher,
@@ -211,6 +235,16 @@ def _quantize(
         graphs = quantize_dynamic_stages(graphs)
     step(f"quantizing ({mode})", 1, 1)
     return graphs
+
+
+def _quantize_step(mode: Quantize) -> dict[str, Any]:
+    from tierwise.optimize.onnx_quantize import cpu_has_vnni
+
+    step: dict[str, Any] = {"step": "quantize", "dtype": "int8", "mode": mode}
+    if mode == "static":
+        # the weights' bits depend on the CPU that made the variant (see onnx_quantize)
+        step["weight_bits"] = 8 if cpu_has_vnni() else 7
+    return step
 
 
 def _measure(

@@ -27,6 +27,7 @@ from tierwise.optimize.optimize_job import (
 )
 from tierwise.optimize.prune import check_ratio
 from tierwise.optimize.sources import Source, cifar_width_source, is_lite, load_source
+from tierwise.optimize.train_device import Precision, check_device
 
 _STUDENT = re.compile(r"^cifar-net:w(\d+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -49,10 +50,13 @@ class OptimizeRequest:
     held_out_images: int = 500
     data: Path = Path("../shared/data")
     out: Path = Path("models/variants")
+    device: str = "cpu"
+    precision: Precision = "fp32"
 
 
 def optimize(request: OptimizeRequest, step: Step = lambda *_: None) -> Outcome:
     _check_steps(request)
+    check_device(request.device, "--device")
     source, student_width = _source(request)
     name = request.name or default_name(request, student_width)
     if not _NAME.match(name):
@@ -71,6 +75,8 @@ def optimize(request: OptimizeRequest, step: Step = lambda *_: None) -> Outcome:
         student_width=student_width,
         epochs=request.epochs,
         lr=request.lr if request.lr is not None else _default_lr(source, student_width),
+        device=request.device,
+        precision=request.precision,
     )
     held_out = held_out_sets(source, cifar, request.held_out_images)
     return run_optimize(source, options, request.out, held_out, cifar, calibration, finetune, step)

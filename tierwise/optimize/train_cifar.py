@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,13 @@ from tierwise.datasets.cifar10 import Cifar10
 from tierwise.errors import InputError
 from tierwise.models.cifar_net import build, normalise
 from tierwise.optimize.descend import descend
+from tierwise.optimize.train_device import Precision
+
+
+def autocast(device: str, precision: Precision) -> AbstractContextManager[object]:
+    """bfloat16 autocast for ``bf16``; a no-op context for ``fp32``."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     seed: int = 0
     device: str = "cpu"
+    #: "bf16": forward passes in bfloat16 autocast (weights and updates stay fp32); two to
+    #: five times faster on CPUs with AMX or AVX512-BF16, slower on CPUs without
+    precision: Precision = "fp32"
     #: with a teacher, the weight of its softened outputs against the labels
     distill_weight: float = 0.7
     temperature: float = 2.0  # our logits are scaled down (see cifar_net._Scale)
@@ -135,12 +146,13 @@ def train(
         for i in range(len(x_all) // config.batch):
             idx = order[i * config.batch : (i + 1) * config.batch]
             xb = _augment(x_all[idx], gen).to(device, memory_format=torch.channels_last)
-            logits = net(xb)
-            loss = loss_fn(logits, y_all[idx].to(device))
+            with autocast(device, config.precision):
+                logits = net(xb)
+                loss = loss_fn(logits.float(), y_all[idx].to(device))
             if teacher is not None:
-                with torch.no_grad():
+                with torch.no_grad(), autocast(device, config.precision):
                     target = teacher(xb)
-                soft = distill_loss(logits, target, config.temperature)
+                soft = distill_loss(logits.float(), target.float(), config.temperature)
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * soft
             total += descend(loss, opt, sched)
             done += 1
