@@ -112,6 +112,7 @@ def test_static_int8_is_smaller_and_keeps_the_answers(
         "dtype": "int8",
         "mode": "static",
         "weight_bits": bits,
+        "bias_correction": True,
     }
     # Fused int8 convolutions (signed weights, operator format), not dequantize → fp32 conv.
     ops = {n.op_type for f in int8.folder.glob("*.onnx") for n in onnx.load(f).graph.node}
@@ -428,3 +429,29 @@ def test_top_margins_are_the_lead_of_the_top_class_in_probability() -> None:
 
     logits = np.log(np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]))
     assert top_margins(logits) == pytest.approx([0.5, 0.05])
+
+
+def test_bias_correction_removes_the_mean_shift_of_rounded_weights(
+    net_path: Path, data: Cifar10
+) -> None:
+    """One stage of the tiny network: int8 shifts each channel's mean output; the
+    corrected biases take most of that shift away."""
+    from tierwise.optimize.onnx_export import export_stages
+    from tierwise.optimize.onnx_quantize import quantize_static_stages
+
+    source = cifar_source(net_path, "cifar10-net")
+    graphs = export_stages(source.net, source.input_shape)[:2]
+    calibration = normalise(data.x_train[:64])
+    want = _run_chain(graphs, calibration)
+    shifts = {}
+    for corrected in (False, True):
+        int8 = quantize_static_stages(graphs, calibration, bias_correction=corrected)
+        got = _run_chain(int8, calibration)
+        shifts[corrected] = float(np.abs((got - want).mean(axis=(0, 2, 3))).mean())
+    assert shifts[True] < shifts[False] * 0.7
+
+
+def _run_chain(graphs: list[bytes], x: np.ndarray) -> np.ndarray:
+    from tierwise.optimize.onnx_export import run_graphs
+
+    return run_graphs(graphs, x)

@@ -100,11 +100,14 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
             state = cluster.start(progress=lambda msg: console.log(msg))
     except TierwiseError as exc:
         raise _fail(exc) from exc
-    console.log(f"healthy after {time.perf_counter() - started:.1f} s")
-    console.print(_endpoints_table(state))
-    console.print(f"state and token: {state.state_dir}   (Ctrl-C to stop)")
     try:
+        # Before anything is announced: a script that reads "Ctrl-C to stop" and signals
+        # at once must not beat the handler (with SIGINT inherited as ignored, it would
+        # be dropped and the cluster would run on).
         _stop_on_signals()
+        console.log(f"healthy after {time.perf_counter() - started:.1f} s")
+        console.print(_endpoints_table(state))
+        console.print(f"state and token: {state.state_dir}   (Ctrl-C to stop)")
         while True:
             for dead in cluster.poll():
                 what = f"{dead.kind} {dead.name} exited with code {dead.returncode}"

@@ -13,8 +13,12 @@ What decides speed and accuracy, as measured on EfficientNet-Lite0 (2 cores, bat
   so no quantize/dequantize pair lands around the padding.
 - **Signed weights, operator format.** Unsigned per-channel weights have no fused int8
   convolution in ONNX Runtime: every conv ran dequantize → fp32 conv → quantize, 6×
-  slower than fp32. Signed weights in the operator format (QLinearConv) run 1.6× faster
-  than fp32 ONNX Runtime; the QDQ format ran no faster than fp32 here.
+  slower than fp32. Signed weights in the operator format (QLinearConv) run 1.5× faster
+  than fp32 ONNX Runtime (4.6 → 3.1 ms). The QDQ format runs as fast once pre-processed,
+  but its files are 5% larger.
+- **Bias correction.** Rounded weights shift each conv's mean output; each stage is
+  quantized, its conv biases corrected for the shift, and quantized again (see
+  :func:`correct_biases`): top-1 agreement on the photos 77% → 83%.
 - **VNNI.** Without VNNI (or AMX), x86's u8×s8 kernels can saturate their 16-bit
   intermediate sums; there weights use 7 bits (``reduce_range``), which costs accuracy.
 - ``Clip`` bounds arrive from the exporter as ``Constant`` nodes; the quantizer only
@@ -94,12 +98,13 @@ def quantize_static_stages(
     calibration: np.ndarray,
     method: str = "MinMax",
     reduce_range: bool | None = None,
+    bias_correction: bool = True,
 ) -> list[bytes]:
     """Each stage in int8, calibrated on the fp32 chain's inputs to that stage.
 
     ``method`` is ONNX Runtime's calibration method: MinMax, Percentile or Entropy.
-    ``reduce_range`` (7-bit weights) defaults to on where the CPU lacks VNNI."""
-    q = _quantization()
+    ``reduce_range`` (7-bit weights) defaults to on where the CPU lacks VNNI.
+    ``bias_correction`` quantizes twice: see :func:`correct_biases`."""
     preprocess = require(
         "onnxruntime.quantization.shape_inference", "onnxruntime", "int8 quantization"
     ).quant_pre_process
@@ -111,20 +116,98 @@ def quantize_static_stages(
             prepared, dst = Path(tmp) / f"prep-{i}.onnx", Path(tmp) / f"int8-{i}.onnx"
             src.write_bytes(constants_to_initializers(graph))
             preprocess(str(src), str(prepared))
-            q.quantize_static(
-                str(prepared),
-                str(dst),
-                _Batches(inputs),
-                quant_format=q.QuantFormat.QOperator,
-                per_channel=True,
-                reduce_range=seven_bits,
-                activation_type=q.QuantType.QUInt8,
-                weight_type=q.QuantType.QInt8,
-                calibrate_method=getattr(q.CalibrationMethod, method),
-            )
-            out.append(dst.read_bytes())
+            options = {"reduce_range": seven_bits, "method": method}
+            int8 = _quantize_stage(prepared, dst, inputs, options)
+            if bias_correction:
+                prepared.write_bytes(correct_biases(prepared.read_bytes(), int8, inputs))
+                int8 = _quantize_stage(prepared, dst, inputs, options)
+            out.append(int8)
             inputs = session(graph).run(None, {"x": inputs})[0]
     return out
+
+
+def _quantize_stage(src: Path, dst: Path, inputs: np.ndarray, options: dict[str, Any]) -> bytes:
+    q = _quantization()
+    q.quantize_static(
+        str(src),
+        str(dst),
+        _Batches(inputs),
+        quant_format=q.QuantFormat.QOperator,
+        per_channel=True,
+        reduce_range=options["reduce_range"],
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+        calibrate_method=getattr(q.CalibrationMethod, options["method"]),
+    )
+    return dst.read_bytes()
+
+
+def correct_biases(fp32: bytes, int8: bytes, inputs: np.ndarray) -> bytes:
+    """The fp32 graph with each conv's bias moved against its weights' rounding error.
+
+    Rounding a conv's weights to int8 shifts its output by (W_q - W)·E[x] on average,
+    and ReLU6 inputs are never negative, so the shifts do not cancel: on EfficientNet-
+    Lite0's first stage the output moved by +0.16 on average. Subtracting the expected
+    shift from the bias (the "bias correction" of Nagel et al., 2019, with E[x] measured
+    on the calibration images) removes it; quantizing again then rounds the same weights
+    and carries the corrected bias."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(fp32)
+    rounded = _rounded_conv_weights(onnx.load_from_string(int8))
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2]
+    means = _channel_means(model, sorted({n.input[0] for n in convs}), inputs)
+    weights = {t.name: t for t in model.graph.initializer}
+    for conv in convs:
+        if conv.name not in rounded or conv.input[2] not in weights:
+            continue
+        w = numpy_helper.to_array(weights[conv.input[1]]).astype(np.float64)
+        error = (rounded[conv.name] - w).sum(axis=(2, 3))  # out × in/groups
+        mean_x = means[conv.input[0]]
+        shift = error @ mean_x if error.shape[1] == len(mean_x) else error[:, 0] * mean_x
+        bias = weights[conv.input[2]]
+        fixed = numpy_helper.to_array(bias).astype(np.float64) - shift
+        bias.CopyFrom(numpy_helper.from_array(fixed.astype(np.float32), bias.name))
+    data: bytes = model.SerializeToString()
+    return data
+
+
+def _rounded_conv_weights(int8: Any) -> dict[str, np.ndarray]:
+    """Each quantized conv's weights as int8 gave them back (int × scale), by fp32 name."""
+    from onnx import numpy_helper
+
+    init = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
+    out = {}
+    for node in int8.graph.node:
+        if node.op_type == "QLinearConv" and node.name.endswith("_quant"):
+            codes, scale = init[node.input[3]], init[node.input[4]].astype(np.float64)
+            out[node.name.removesuffix("_quant")] = codes * scale.reshape(-1, 1, 1, 1)
+    return out
+
+
+def _channel_means(model: Any, tensors: list[str], inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Each named tensor's mean per channel over the inputs (batches, height, width)."""
+    onnx = _onnx()
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = [t for t in tensors if t != "x"]
+    present = {o.name for o in probe.graph.output}
+    for name in outputs:
+        if name not in present:
+            info = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            probe.graph.output.append(info)
+    run = session(probe.SerializeToString()) if outputs else None
+    sums: dict[str, np.ndarray] = {}
+    for i in range(0, len(inputs), 32):
+        batch = inputs[i : i + 32]
+        found = run.run(outputs, {"x": batch}) if run is not None else []
+        values = dict(zip(outputs, found, strict=True))
+        values["x"] = batch
+        for name in tensors:
+            part = values[name].astype(np.float64).mean(axis=(2, 3)).sum(axis=0)
+            sums[name] = sums.get(name, 0) + part
+    return {name: total / len(inputs) for name, total in sums.items()}
 
 
 def quantize_dynamic_stages(graphs: list[bytes]) -> list[bytes]:

@@ -244,6 +244,7 @@ def _quantize_step(mode: Quantize) -> dict[str, Any]:
     if mode == "static":
         # the weights' bits depend on the CPU that made the variant (see onnx_quantize)
         step["weight_bits"] = 8 if cpu_has_vnni() else 7
+        step["bias_correction"] = True
     return step
 
 
