@@ -136,7 +136,8 @@ def test_cli_quantizes_and_says_how_to_serve_it(tiny: Path, tmp_path: Path) -> N
     ("extra", "message"),
     [
         (["--quantize", "int8"], "--quantize: for GGUF models expected one of q8_0"),
-        (["--quantize", "q4_0", "--prune", "0.3"], "a GGUF model takes only --quantize"),
+        (["--quantize", "q4_0", "--prune", "0.3"], "takes only --quantize, not --prune"),
+        (["--quantize", "q4_0", "--calibration", "."], "takes only --quantize, not --calibration"),
     ],
 )
 def test_cli_refuses_options_that_do_not_apply(

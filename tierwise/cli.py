@@ -831,14 +831,13 @@ def train_cifar10(
     from tierwise.optimize.train_device import check_device
 
     folder = _data_folder(data)
+    mixed = _precision(precision)
     try:
         check_device(device)
         dataset = load_cifar10(folder, cache_dir())
     except TierwiseError as exc:
         raise _fail(exc) from exc
-    config = TrainConfig(
-        epochs=epochs, width=width, lr=lr, device=device, precision=_precision(precision)
-    )
+    config = TrainConfig(epochs=epochs, width=width, lr=lr, device=device, precision=mixed)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -1185,10 +1184,16 @@ def optimize(
     from tierwise.optimize.optimize_run import optimize as run
 
     if model.endswith(".gguf"):
-        others = {"--prune": prune, "--distill": distill, "--export": export}
+        others = {
+            "--prune": prune,
+            "--distill": distill,
+            "--export": export,
+            "--calibration": calibration,
+        }
         given = [name for name, value in others.items() if value is not None]
-        if given or calibration is not None:
-            raise _fail(InputError(f"MODEL: a GGUF model takes only --quantize, not {given}"))
+        if given:
+            refused = ", ".join(given)
+            raise _fail(InputError(f"MODEL: a GGUF model takes only --quantize, not {refused}"))
         folder = Path("models/gguf") if out == Path("models/variants") else out
         _optimize_gguf(Path(model), quantize, folder, allow_requantize)
         return

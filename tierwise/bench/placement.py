@@ -35,6 +35,7 @@ from tierwise.bench.report import environment, markdown_table, write_results
 from tierwise.config import ClusterSpec
 from tierwise.datasets.photos import jpeg_bytes, photo_set
 from tierwise.errors import InputError
+from tierwise.gateway.live import NODE_BACKOFF_S
 from tierwise.net.link_client import LinkClient
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import ClusterState, read_api_key
@@ -117,8 +118,9 @@ class _Bench:
 
     def classify(self, photo: int, plan: str | None) -> Sample:
         """One photo through the gateway. A pinned plan refused because a node or link
-        looked down (a health probe that timed out while the emulated device was busy) is
-        asked again after a pause, up to RETRIES times, rather than ending the run."""
+        looked down (the gateway backs off from a node for NODE_BACKOFF_S after a failed
+        call, and from a link after a failed probe) is asked again after that pause, up to
+        RETRIES times, rather than ending the run."""
         headers = {"X-Tierwise-Plan": plan} if plan else {}
         for attempt in range(RETRIES + 1):
             started = time.perf_counter()
@@ -129,8 +131,8 @@ class _Bench:
             transient = response.status_code == 404 and "cannot run now" in response.text
             if not transient or attempt == RETRIES:
                 break
-            self.console.log(f"{plan}: a node or link looked down; asking again in 2 s")
-            time.sleep(2.0)
+            self.console.log(f"{plan}: a node or link looked down; asking again shortly")
+            time.sleep(NODE_BACKOFF_S)  # how long the gateway avoids a node that failed
         if response.status_code != 200:
             raise RuntimeError(f"{plan or 'auto'}: {response.status_code} {response.text[:200]}")
         body = response.json()

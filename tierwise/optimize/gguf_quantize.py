@@ -126,6 +126,8 @@ def quantize_gguf(
     out = output_path(source, qtype, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / f".{out.name}.partial"
+    card_path = out.with_name(out.name + ".json")
+    tmp_card = out_dir / f".{card_path.name}.partial"
     started = time.perf_counter()
     params = llama.llama_model_quantize_default_params()
     params.ftype = getattr(llama, f"LLAMA_FTYPE_MOSTLY_{TYPES[qtype]}")
@@ -149,13 +151,12 @@ def quantize_gguf(
             positions=positions,
             seconds=round(time.perf_counter() - started, 1),
         )
-        card_path = out.with_name(out.name + ".json")
-        tmp_card = out_dir / f".{card_path.name}.partial"
         tmp_card.write_text(json.dumps(asdict(card), indent=2))
         partial.replace(out)
         tmp_card.replace(card_path)
     finally:
         partial.unlink(missing_ok=True)
+        tmp_card.unlink(missing_ok=True)
     return out, card
 
 
@@ -198,8 +199,5 @@ def _argmax_per_position(model: Any, tokens: list[int]) -> np.ndarray:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
