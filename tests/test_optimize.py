@@ -400,28 +400,41 @@ def test_bench_optimize_measures_each_variant_against_its_original(
     source = cifar_source(net_path, "cifar10-net")
     options = OptimizeOptions(name="student-w4", student_width=4, epochs=2, lr=0.1)
     run_optimize(source, options, variants, _held_out(data), data, None, None)
+    export = OptimizeOptions(name="fp32")
+    export_source = cifar_source(net_path, "cifar10-net")
+    run_optimize(export_source, export, variants, _held_out(data), None, None, None)
     x = normalise(data.x_test[:64])
     original = Subject("cifar10-net (PyTorch fp32)", "torch", str(net_path), 1)
     original.size_bytes = net_path.stat().st_size
     sets = [("test", 0, 64, data.y_test[:64]), ("unlabelled", 0, 64, None)]
     group = Group("cifar10-net", x, sets, [original])
     add_variants(group, variants)
-    assert [s.label for s in group.subjects][1:] == ["cifar10-net:student-w4"]
+    assert [s.label for s in group.subjects][1:] == [
+        "cifar10-net:fp32",
+        "cifar10-net:student-w4",
+    ]
     empty = measure([group], threads=1, repeats=3, console=Console(quiet=True))
     results = tmp_path / "results"
     out = report([group], empty, 1, results, Console(quiet=True))
     rows = out["sections"][0]["rows"]
     assert rows[0]["agreement:test"] == 1.0 and rows[0]["speedup_b1"] == 1.0
-    assert rows[1]["params"] < rows[0]["params"] / 3
-    assert rows[1]["size_ratio"] > 1 and rows[1]["peak_rss_mb"] > 0
+    assert rows[1]["agreement:test"] == 1.0  # the export answers as the network does
+    assert rows[2]["params"] < rows[0]["params"] / 3
+    assert rows[2]["size_ratio"] > 1 and rows[2]["peak_rss_mb"] > 0
     target = out["sections"][0]["targets"][0]
     assert target["target"].startswith("student ≤ 1/4 of the parameters")
     assert {p.name for p in results.iterdir()} == {"optimize.json", "optimize.md", "optimize.png"}
     # Without labels, agreement is also given where the original is decisive.
     decisive = rows[0]["decisive:unlabelled"]
     assert 0 < decisive <= 64 and rows[0]["agreement:unlabelled:decisive"] == 1.0
-    assert 0 <= rows[1]["agreement:unlabelled:decisive"] <= 1
-    assert f"on the {decisive} unlabelled inputs where" in (results / "optimize.md").read_text()
+    assert 0 <= rows[2]["agreement:unlabelled:decisive"] <= 1
+    markdown = (results / "optimize.md").read_text()
+    assert f"on the {decisive} unlabelled inputs where" in markdown
+    # The fp32 export gives the rounding floor: its weights alone rounded three ways.
+    floor = out["sections"][0]["rounding_floor"]
+    assert [r["rounding"] for r in floor] == ["fp16", "bf16", "int8"]
+    assert all(0 <= r["flipped:test"] <= 64 for r in floor)
+    assert "Rounding floor" in markdown
 
 
 def test_top_margins_are_the_lead_of_the_top_class_in_probability() -> None:
@@ -455,3 +468,60 @@ def _run_chain(graphs: list[bytes], x: np.ndarray) -> np.ndarray:
     from tierwise.optimize.onnx_export import run_graphs
 
     return run_graphs(graphs, x)
+
+
+# ---------------------------------------------------------------- rounding floor and pruning
+
+
+def test_rounding_floor_rounds_each_weight_to_its_format(net_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from tierwise.bench.rounding_floor import round_weights
+    from tierwise.optimize.onnx_export import export_stages
+
+    source = cifar_source(net_path, "cifar10-net")
+    graph = export_stages(source.net, source.input_shape)[0]
+    conv = next(n for n in onnx.load_from_string(graph).graph.node if n.op_type == "Conv")
+
+    def weights(g: bytes) -> np.ndarray:
+        found = {t.name: t for t in onnx.load_from_string(g).graph.initializer}
+        return numpy_helper.to_array(found[conv.input[1]])
+
+    w = weights(graph)
+    int8 = weights(round_weights(graph, "int8"))
+    for channel, rounded in zip(w, int8, strict=True):
+        step = np.abs(channel).max() / 127
+        assert len(np.unique(rounded)) <= 255
+        assert np.abs(rounded - channel).max() <= step / 2 + 1e-7
+        assert np.allclose(rounded / step, np.round(rounded / step), atol=1e-3)
+    bf16 = weights(round_weights(graph, "bf16"))
+    assert not (bf16.view(np.uint32) & 0xFFFF).any()
+    assert np.abs(bf16 - w).max() <= np.abs(w).max() * 2**-8
+    fp16 = weights(round_weights(graph, "fp16"))
+    assert np.array_equal(fp16, w.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(fp16, w)
+    with pytest.raises(ValueError, match="rounding: expected one of"):
+        round_weights(graph, "int4")
+
+
+def test_pruning_keeps_multiples_of_8_channels_without_cutting_narrow_layers_deep() -> None:
+    from tierwise.optimize.prune import kept_channels, prune_channels
+
+    assert kept_channels(32, 0.2) == 24  # 25 asked, down to 24
+    assert kept_channels(128, 0.2) == 96  # 102 asked
+    assert kept_channels(16, 0.2) == 16  # 12 asked: 8 would be a third short, so up
+    assert kept_channels(24, 0.1) == 24  # 21 asked: 16 is too few
+    assert kept_channels(6, 0.5) == 6  # narrower than 8: left alone
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 96, 1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(96, 10),
+    )
+    prune_channels(net, (3, 16, 16), 0.1)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 80]  # 86 asked of 96, down to 80
+    assert net[6].in_features == 80 and net[6].out_features == 10  # classifier keeps its outputs

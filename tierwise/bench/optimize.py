@@ -202,7 +202,9 @@ def rows(group: Group, empty_mb: float) -> list[dict[str, Any]]:
     return out
 
 
-def targets(group: Group, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def targets(
+    group: Group, table: list[dict[str, Any]], floor: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Each issue target that applies to a row of this group, with whether it holds."""
     found = []
     original = table[0]
@@ -224,7 +226,8 @@ def targets(group: Group, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "target": "Lite0 int8: ≥2× faster at batch 1, ≥3.5× smaller, ≥99% agreement",
                     "measured": f"{row['speedup_b1']:.2f}×, {row['size_ratio']:.2f}×, "
                     f"{agreement:.1%} on {first} ({row[f'agreement:{first}:decisive']:.1%} on "
-                    f"the {row[f'decisive:{first}']} where the original is decisive)",
+                    f"the {row[f'decisive:{first}']} where the original is decisive)"
+                    + _floor_note(floor, first),
                     "holds": holds,
                 }
             )
@@ -252,6 +255,24 @@ def targets(group: Group, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+def _floor_note(floor: list[dict[str, Any]] | None, name: str) -> str:
+    int8 = next((r for r in floor or [] if r["rounding"] == "int8"), None)
+    if int8 is None:
+        return ""
+    return f"; int8 weights alone: {int8[f'agreement:{name}']:.1%}"
+
+
+def _rounding_floor(group: Group, threads: int, console: Console) -> list[dict[str, Any]]:
+    """The rounding floor measured on the group's fp32 ONNX export, where there is one."""
+    from tierwise.bench.rounding_floor import floor_rows
+
+    export = next((s for s in group.subjects if s.steps == "export"), None)
+    if export is None:
+        return []
+    console.print(f"rounding floor of {export.label} ...")
+    return floor_rows(Path(export.path), group.inputs, group.sets, threads)
+
+
 def _loss_pt(original: dict[str, Any], row: dict[str, Any], group: Group) -> float:
     """Accuracy lost where labels exist; else disagreement with the original, in points."""
     name, _, _, labels = group.sets[0]
@@ -276,7 +297,10 @@ def report(
         if group.subjects[0].params is None:
             group.subjects[0].params = _params_of_original(group)
             table[0]["params"] = group.subjects[0].params
-        sections.append({"base": group.base, "rows": table, "targets": targets(group, table)})
+        floor = _rounding_floor(group, threads, console)
+        section = {"base": group.base, "rows": table, "rounding_floor": floor}
+        section["targets"] = targets(group, table, floor)
+        sections.append(section)
     data = {
         "suite": "optimize",
         "environment": environment(),
@@ -342,6 +366,7 @@ def _markdown(data: dict[str, Any]) -> str:
         parts += ["", f"## {section['base']}", ""]
         parts.append(markdown_table(_HEADERS + keys, [_cells(r, keys) for r in section["rows"]]))
         parts += _decisive_notes(section["rows"][0])
+        parts += _floor_markdown(section.get("rounding_floor") or [])
         if section["targets"]:
             parts += ["", "Targets:", ""]
             parts.append(
@@ -368,6 +393,25 @@ def _decisive_notes(original: dict[str, Any]) -> list[str]:
     return ["", *notes] if notes else []
 
 
+def _floor_markdown(floor: list[dict[str, Any]]) -> list[str]:
+    if not floor:
+        return []
+    names = [k.split(":", 1)[1] for k in floor[0] if k.startswith("agreement:")]
+    cells = [
+        [r["rounding"], *[f"{r[f'agreement:{n}']:.2%} ({r[f'flipped:{n}']})" for n in names]]
+        for r in floor
+    ]
+    return [
+        "",
+        "Rounding floor: the fp32 export with only its weights rounded (activations fp32, "
+        "nothing calibrated); top-1 agreement with the unrounded export (inputs flipped). "
+        "What int8 weights rounded to nearest flip, a variant keeps only by choosing its "
+        "roundings from data or retraining.",
+        "",
+        markdown_table(["weights rounded to", *[f"agreement:{n}" for n in names]], cells),
+    ]
+
+
 def _print(section: dict[str, Any], console: Console) -> None:
     keys = _headline(section["rows"])
     table = Table(title=f"bench optimize: {section['base']}")
@@ -376,6 +420,11 @@ def _print(section: dict[str, Any], console: Console) -> None:
     for row in section["rows"]:
         table.add_row(*_cells(row, keys))
     console.print(table)
+    for row in section.get("rounding_floor") or []:
+        agreements = ", ".join(
+            f"{k.split(':', 1)[1]} {v:.1%}" for k, v in row.items() if k.startswith("agreement:")
+        )
+        console.print(f"rounding floor, weights in {row['rounding']}: {agreements}")
     for t in section["targets"]:
         mark = "[green]holds[/]" if t["holds"] else "[red]missed[/]"
         console.print(f"{t['model']}: {t['target']}: {t['measured']} — {mark}")

@@ -107,6 +107,14 @@ def serve_gateway(state_dir: Path, env: Mapping[str, str] = os.environ) -> None:
         ledger.close()
 
 
+#: How long an idle keep-alive connection stays open. uvicorn's default (5 s) equals
+#: httpx's default pool expiry (5 s): a client could send its next request on a
+#: connection at the moment the server closed it, and get "Server disconnected without
+#: sending a response" (seen in `tierwise bench placement` at 100 KB/s, where the close
+#: crawls through the emulated link). Servers that outlast their clients' pools end that.
+KEEP_ALIVE_S = 30
+
+
 def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
@@ -115,6 +123,7 @@ def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=3,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

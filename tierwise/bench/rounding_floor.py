@@ -1,0 +1,122 @@
+"""The rounding floor: how many held-out inputs flip when only the weights are rounded.
+
+A variant's disagreement with its original mixes two causes: what its method does wrong
+(calibration, clipping, the int8 kernels) and what rounding the weights must do. This
+takes the fp32 ONNX export, rounds only its weights (activations stay fp32, nothing is
+calibrated), and measures top-1 agreement with the unrounded export:
+
+- ``fp16`` and ``bf16``: every weight to the nearest 16-bit float;
+- ``int8``: each output channel's weights to 255 levels spanning ±max|w| (round to
+  nearest), the grid every per-channel int8 variant uses.
+
+Where int8 weights rounded to nearest flip an input, an int8 variant keeps it only by
+choosing each weight's rounding from data (AdaRound) or by retraining with the rounding in
+the loop (quantization-aware training, which needs the original's training data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierwise.models.onnx_variant import session
+from tierwise.optional import require
+
+ROUNDINGS = ("fp16", "bf16", "int8")
+
+
+def round_weights(graph: bytes, rounding: str) -> bytes:
+    """``graph`` with every Conv/Gemm/MatMul weight rounded the way ``rounding`` says."""
+    onnx = require("onnx", "onnx", "the rounding floor")
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(graph)
+    axes = _weight_channel_axes(model)
+    for tensor in model.graph.initializer:
+        if tensor.name in axes:
+            weights = numpy_helper.to_array(tensor).astype(np.float32)
+            rounded = _round(weights, rounding, axes[tensor.name])
+            tensor.CopyFrom(numpy_helper.from_array(rounded, tensor.name))
+    data: bytes = model.SerializeToString()
+    return data
+
+
+def _weight_channel_axes(model: Any) -> dict[str, int]:
+    """Each weight initializer's output-channel axis, read off the node that uses it."""
+    initializers = {t.name for t in model.graph.initializer}
+    axes = {}
+    for node in model.graph.node:
+        if len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        if node.op_type == "Conv":
+            axes[node.input[1]] = 0
+        elif node.op_type == "Gemm":
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            axes[node.input[1]] = 0 if trans_b else 1
+        elif node.op_type == "MatMul":
+            axes[node.input[1]] = 1
+    return axes
+
+
+def _round(weights: np.ndarray, rounding: str, axis: int) -> np.ndarray:
+    if rounding == "fp16":
+        return weights.astype(np.float16).astype(np.float32)
+    if rounding == "bf16":
+        return _to_bf16(weights)
+    if rounding == "int8":
+        return _to_int8_grid(weights, axis)
+    raise ValueError(f"rounding: expected one of {ROUNDINGS}, got {rounding!r}")
+
+
+def _to_bf16(weights: np.ndarray) -> np.ndarray:
+    """Keep the top 16 bits of each float32, rounding half to even on the rest."""
+    bits = weights.view(np.uint32).astype(np.uint64)
+    odd = (bits >> np.uint64(16)) & np.uint64(1)
+    kept = (bits + np.uint64(0x7FFF) + odd) & np.uint64(0xFFFF0000)
+    out: np.ndarray = kept.astype(np.uint32).view(np.float32)
+    return out
+
+
+def _to_int8_grid(weights: np.ndarray, axis: int) -> np.ndarray:
+    """Each channel along ``axis`` to 255 levels spanning ±max|w| (symmetric, nearest)."""
+    others = tuple(i for i in range(weights.ndim) if i != axis)
+    scale = np.abs(weights).max(axis=others, keepdims=True) / 127
+    scale[scale == 0] = 1.0
+    levels = np.clip(np.round(weights / scale), -127, 127)
+    out: np.ndarray = (levels * scale).astype(np.float32)
+    return out
+
+
+def floor_rows(
+    folder: Path, inputs: np.ndarray, sets: list[tuple[str, int, int, Any]], threads: int
+) -> list[dict[str, Any]]:
+    """Agreement with the fp32 export in ``folder`` per rounding, on each held-out set."""
+    graphs = [p.read_bytes() for p in sorted(folder.glob("stage*.onnx"), key=_stage_index)]
+    reference = _top1(graphs, inputs, threads)
+    rows = []
+    for rounding in ROUNDINGS:
+        top1 = _top1([round_weights(g, rounding) for g in graphs], inputs, threads)
+        row: dict[str, Any] = {"rounding": rounding}
+        for name, start, end, _labels in sets:
+            same = top1[start:end] == reference[start:end]
+            row[f"agreement:{name}"] = float(same.mean())
+            row[f"flipped:{name}"] = int((~same).sum())
+        rows.append(row)
+    return rows
+
+
+def _stage_index(path: Path) -> int:
+    return int(path.stem.removeprefix("stage"))
+
+
+def _top1(graphs: list[bytes], inputs: np.ndarray, threads: int) -> np.ndarray:
+    sessions = [session(g, threads) for g in graphs]
+    out = []
+    for i in range(0, len(inputs), 64):
+        x = np.ascontiguousarray(inputs[i : i + 64], np.float32)
+        for s in sessions:
+            x = s.run(None, {"x": x})[0]
+        out.append(x.argmax(axis=1))
+    return np.concatenate(out)
