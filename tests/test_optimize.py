@@ -489,19 +489,41 @@ def test_rounding_floor_rounds_each_weight_to_its_format(net_path: Path) -> None
 
     w = weights(graph)
     int8 = weights(round_weights(graph, "int8"))
+    top = 127 if cpu_has_vnni() else 63  # 7-bit weights where the quantizer uses them
     for channel, rounded in zip(w, int8, strict=True):
-        step = np.abs(channel).max() / 127
-        assert len(np.unique(rounded)) <= 255
+        step = np.abs(channel).max() / top
+        assert len(np.unique(rounded)) <= 2 * top + 1
         assert np.abs(rounded - channel).max() <= step / 2 + 1e-7
         assert np.allclose(rounded / step, np.round(rounded / step), atol=1e-3)
     bf16 = weights(round_weights(graph, "bf16"))
-    assert not (bf16.view(np.uint32) & 0xFFFF).any()
-    assert np.abs(bf16 - w).max() <= np.abs(w).max() * 2**-8
+    assert np.array_equal(bf16, torch.from_numpy(w.copy()).to(torch.bfloat16).float().numpy())
     fp16 = weights(round_weights(graph, "fp16"))
     assert np.array_equal(fp16, w.astype(np.float16).astype(np.float32))
     assert not np.array_equal(fp16, w)
     with pytest.raises(ValueError, match="rounding: expected one of"):
         round_weights(graph, "int4")
+
+
+def test_rounding_floor_rounds_a_classifier_per_output_row() -> None:
+    """An exported Linear is a Gemm with transposed weights (out × in): one scale per row."""
+    from onnx import numpy_helper
+
+    from tierwise.bench.rounding_floor import round_weights
+    from tierwise.optimize.onnx_export import export_stages
+
+    linear = torch.nn.Linear(6, 3)
+    with torch.no_grad():
+        linear.weight.mul_(torch.tensor([[1.0], [10.0], [100.0]]))  # rows far apart in scale
+    graph = export_stages(torch.nn.Sequential(linear), (6,))[0]
+    gemm = next(n for n in onnx.load_from_string(graph).graph.node if n.op_type == "Gemm")
+    found = {
+        t.name: t for t in onnx.load_from_string(round_weights(graph, "int8")).graph.initializer
+    }
+    rounded = numpy_helper.to_array(found[gemm.input[1]])
+    top = 127 if cpu_has_vnni() else 63
+    for row, original in zip(rounded, linear.weight.detach().numpy(), strict=True):
+        step = np.abs(original).max() / top
+        assert np.abs(row - original).max() <= step / 2 + 1e-6  # its own scale, not the widest
 
 
 def test_pruning_keeps_multiples_of_8_channels_without_cutting_narrow_layers_deep() -> None:

@@ -6,14 +6,15 @@ import socket
 import threading
 import time
 
+import httpx
 import uvicorn
 
 from tierwise.runtime.serve import KEEP_ALIVE_S, _uvicorn_config
 from tierwise.runtime.state import free_port
 
-#: httpx keeps an idle pooled connection this long by default; a server must keep its
-#: end open longer, or a request sent as the server closes it is lost.
-HTTPX_POOL_EXPIRY_S = 5.0
+#: How long httpx keeps an idle pooled connection by default; a server must keep its end
+#: open longer, or a request sent as the server closes it is lost.
+HTTPX_POOL_EXPIRY_S = httpx.Limits().keepalive_expiry or 0.0
 
 
 async def _hello(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
@@ -33,6 +34,7 @@ def test_an_idle_connection_outlives_a_clients_pool_expiry() -> None:
         deadline = time.monotonic() + 10
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert server.started, "the server did not start within 10 s"
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
             request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
             conn.sendall(request)

@@ -7,7 +7,8 @@ calibrated), and measures top-1 agreement with the unrounded export:
 
 - ``fp16`` and ``bf16``: every weight to the nearest 16-bit float;
 - ``int8``: each output channel's weights to 255 levels spanning ±max|w| (round to
-  nearest), the grid every per-channel int8 variant uses.
+  nearest), the grid the int8 variants use; 127 levels (7 bits) where the CPU lacks
+  VNNI, as the quantizer does there.
 
 Where int8 weights rounded to nearest flip an input, an int8 variant keeps it only by
 choosing each weight's rounding from data (AdaRound) or by retraining with the rounding in
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tierwise.models.onnx_variant import session
+from tierwise.optimize.onnx_quantize import cpu_has_vnni
 from tierwise.optional import require
 
 ROUNDINGS = ("fp16", "bf16", "int8")
@@ -56,7 +58,7 @@ def _weight_channel_axes(model: Any) -> dict[str, int]:
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             axes[node.input[1]] = 0 if trans_b else 1
         elif node.op_type == "MatMul":
-            axes[node.input[1]] = 1
+            axes[node.input[1]] = -1  # K×N (or batched …×K×N): outputs are the last axis
     return axes
 
 
@@ -66,7 +68,7 @@ def _round(weights: np.ndarray, rounding: str, axis: int) -> np.ndarray:
     if rounding == "bf16":
         return _to_bf16(weights)
     if rounding == "int8":
-        return _to_int8_grid(weights, axis)
+        return _to_int8_grid(weights, axis, 8 if cpu_has_vnni() else 7)
     raise ValueError(f"rounding: expected one of {ROUNDINGS}, got {rounding!r}")
 
 
@@ -79,12 +81,15 @@ def _to_bf16(weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_int8_grid(weights: np.ndarray, axis: int) -> np.ndarray:
-    """Each channel along ``axis`` to 255 levels spanning ±max|w| (symmetric, nearest)."""
+def _to_int8_grid(weights: np.ndarray, axis: int, bits: int = 8) -> np.ndarray:
+    """Each channel along ``axis`` to ``2^bits - 1`` levels spanning ±max|w| (symmetric,
+    round to nearest)."""
+    axis %= weights.ndim
+    top = 2 ** (bits - 1) - 1
     others = tuple(i for i in range(weights.ndim) if i != axis)
-    scale = np.abs(weights).max(axis=others, keepdims=True) / 127
+    scale = np.abs(weights).max(axis=others, keepdims=True) / top
     scale[scale == 0] = 1.0
-    levels = np.clip(np.round(weights / scale), -127, 127)
+    levels = np.clip(np.round(weights / scale), -top, top)
     out: np.ndarray = (levels * scale).astype(np.float32)
     return out
 

@@ -27,7 +27,7 @@ import numpy as np
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.errors import InputError
 from tierwise.models.variant_file import StageFile, VariantCard, write_variant
-from tierwise.optimize.prune import SIMD_CHANNELS
+from tierwise.optimize.prune import CHANNEL_ROUNDING, SIMD_CHANNELS
 from tierwise.optimize.sources import Source
 from tierwise.optimize.train_device import Precision
 
@@ -59,7 +59,7 @@ class OptimizeOptions:
         if upto in ("prune", "export", "quantize"):
             parts |= {"prune": self.prune, "lr": self.lr}
             if self.prune is not None:  # how counts round is part of the recipe
-                parts["channel_multiple"] = SIMD_CHANNELS
+                parts["channel_rounding"] = CHANNEL_ROUNDING
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
