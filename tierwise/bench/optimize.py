@@ -262,7 +262,7 @@ def _floor_note(floor: list[dict[str, Any]] | None, name: str) -> str:
     return f"; int8 weights alone: {int8[f'agreement:{name}']:.1%}"
 
 
-def _rounding_floor(group: Group, threads: int, console: Console) -> list[dict[str, Any]]:
+def _rounding_floor(group: Group, console: Console) -> list[dict[str, Any]]:
     """The rounding floor measured on the group's fp32 ONNX export, where there is one."""
     from tierwise.bench.rounding_floor import floor_rows
 
@@ -270,7 +270,7 @@ def _rounding_floor(group: Group, threads: int, console: Console) -> list[dict[s
     if export is None:
         return []
     console.print(f"rounding floor of {export.label} ...")
-    return floor_rows(Path(export.path), group.inputs, group.sets, threads)
+    return floor_rows(Path(export.path), group.inputs, group.sets)
 
 
 def _loss_pt(original: dict[str, Any], row: dict[str, Any], group: Group) -> float:
@@ -297,7 +297,7 @@ def report(
         if group.subjects[0].params is None:
             group.subjects[0].params = _params_of_original(group)
             table[0]["params"] = group.subjects[0].params
-        floor = _rounding_floor(group, threads, console)
+        floor = _rounding_floor(group, console)
         section = {"base": group.base, "rows": table, "rounding_floor": floor}
         section["targets"] = targets(group, table, floor)
         sections.append(section)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.models.onnx_variant import session
+from tierwise.models.variant_file import read_card
+from tierwise.optimize.onnx_export import run_graphs
 from tierwise.optimize.onnx_quantize import cpu_has_vnni
 from tierwise.optional import require
 
@@ -95,14 +96,16 @@ def _to_int8_grid(weights: np.ndarray, axis: int, bits: int = 8) -> np.ndarray:
 
 
 def floor_rows(
-    folder: Path, inputs: np.ndarray, sets: list[tuple[str, int, int, Any]], threads: int
+    folder: Path, inputs: np.ndarray, sets: list[tuple[str, int, int, Any]]
 ) -> list[dict[str, Any]]:
     """Agreement with the fp32 export in ``folder`` per rounding, on each held-out set."""
-    graphs = [p.read_bytes() for p in sorted(folder.glob("stage*.onnx"), key=_stage_index)]
-    reference = _top1(graphs, inputs, threads)
+    stages = range(len(read_card(folder).stages))
+    graphs = [(folder / f"stage{i}.onnx").read_bytes() for i in stages]
+    reference = run_graphs(graphs, inputs, batch=64).argmax(1)
     rows = []
     for rounding in ROUNDINGS:
-        top1 = _top1([round_weights(g, rounding) for g in graphs], inputs, threads)
+        rounded = [round_weights(g, rounding) for g in graphs]
+        top1 = run_graphs(rounded, inputs, batch=64).argmax(1)
         row: dict[str, Any] = {"rounding": rounding}
         for name, start, end, _labels in sets:
             same = top1[start:end] == reference[start:end]
@@ -110,18 +113,3 @@ def floor_rows(
             row[f"flipped:{name}"] = int((~same).sum())
         rows.append(row)
     return rows
-
-
-def _stage_index(path: Path) -> int:
-    return int(path.stem.removeprefix("stage"))
-
-
-def _top1(graphs: list[bytes], inputs: np.ndarray, threads: int) -> np.ndarray:
-    sessions = [session(g, threads) for g in graphs]
-    out = []
-    for i in range(0, len(inputs), 64):
-        x = np.ascontiguousarray(inputs[i : i + 64], np.float32)
-        for s in sessions:
-            x = s.run(None, {"x": x})[0]
-        out.append(x.argmax(axis=1))
-    return np.concatenate(out)

@@ -70,8 +70,7 @@ def export_fl_variant(
     graphs = export_stages(served, (3, 32, 32))
     x = cifar_input.normalise(test_images)
     check_export(served, graphs, x[:16])
-    predicted = np.concatenate([run_graphs(graphs, x[i : i + 200]).argmax(1)
-                                for i in range(0, len(x), 200)])  # fmt: skip
+    predicted = run_graphs(graphs, x, batch=200).argmax(1)
     measured = {"accuracy": float((predicted == test_labels).mean()), "n": float(len(x))}
     if base_net is not None and base_net.is_file():
         from tierwise.models.cifar_net import load

@@ -77,11 +77,18 @@ def graph_params(graph: bytes) -> int:
     )
 
 
-def run_graphs(graphs: list[bytes], x: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(x, dtype=np.float32)
-    for graph in graphs:
-        out = session(graph).run(None, {"x": out})[0]
-    return out
+def run_graphs(graphs: list[bytes], x: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """The stage chain's output for ``x``, ``batch`` rows at a time (all at once if None);
+    each stage's session is made once, not per batch."""
+    sessions = [session(graph) for graph in graphs]
+    step = batch or max(len(x), 1)
+    outs = []
+    for i in range(0, max(len(x), 1), step):  # an empty x still runs once, as before
+        out = np.ascontiguousarray(x[i : i + step], dtype=np.float32)
+        for stage in sessions:
+            out = stage.run(None, {"x": out})[0]
+        outs.append(out)
+    return np.concatenate(outs)
 
 
 def check_export(net: nn.Sequential, graphs: list[bytes], sample: np.ndarray) -> ExportCheck:

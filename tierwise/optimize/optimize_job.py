@@ -263,13 +263,12 @@ def _measure(
     measured: dict[str, float] = {}
     for index, data in enumerate(held_out):
         step(f"measuring on {data.name}", index, len(held_out))
-        got, want = [], []
+        pred = run_graphs(graphs, data.x, batch=100).argmax(1)
+        want = []
         for i in range(0, len(data.x), 100):
-            batch = data.x[i : i + 100]
-            got.append(run_graphs(graphs, batch).argmax(1))
             with torch.inference_mode():
-                want.append(reference(torch.from_numpy(batch)).argmax(1).numpy())
-        pred, ref = np.concatenate(got), np.concatenate(want)
+                want.append(reference(torch.from_numpy(data.x[i : i + 100])).argmax(1).numpy())
+        ref = np.concatenate(want)
         prefix = "" if index == 0 else f"{data.name}:"
         measured[f"{prefix}agreement"] = float((pred == ref).mean())
         measured[f"{prefix}n"] = float(len(pred))
