@@ -333,12 +333,50 @@ def test_labels_are_derived_from_the_models_marked_correct(tmp_path: Path) -> No
     assert [(x.prompt, x.answer) for x in labelled_prompts(path)] == [("Q1", "C")]
 
 
-def test_an_agreement_chain_stops_when_two_answers_agree() -> None:
-    from tierwise.routing.cascade import AgreementChain, key_matrix
+def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> None:
+    from tierwise.routing.vote_cascade import VoteCascade, key_matrix
 
-    responses = [["A", "A", "B"], ["A", "C", "B"]]  # row 0: the first two agree
-    keys = key_matrix(responses)
-    correct = np.array([[1, 1, 0], [0, 0, 1]], float)
-    cost = np.array([[1, 2, 10], [1, 2, 10]], float)
-    usd, acc = AgreementChain((0, 1, 2), 2).replay(keys, correct, cost)
-    assert (usd, acc) == (pytest.approx((3 + 13) / 2), pytest.approx(1.0))
+    responses = [
+        ["A", "A", "B", "B"],  # the two cheap models agree: stop, answer A
+        ["A", "C", "C", "B"],  # split, then C wins 2 of 3: stop at stage two
+        ["A", "C", "D", "B"],  # no majority: the last word (model 3) answers
+    ]
+    correct = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]], float)
+    cost = np.array([[1, 2, 4, 10]] * 3, float)
+    rank = np.array([3, 2, 1, 0])  # model 3 is best
+    policy = VoteCascade(((0, 1), (2,)), 0.6, 3)
+    usd, acc = policy.replay(key_matrix(responses), correct, cost, rank)
+    assert acc == pytest.approx(1.0)
+    assert usd == pytest.approx((3 + 7 + 17) / 3)  # each row pays only for whom it asked
+    assert policy.describe(["a", "b", "c", "d"]) == "a + b → c (quorum 0.60) → d"
+
+
+def test_a_vote_ignores_empty_answers_and_breaks_ties_towards_the_better_model() -> None:
+    from tierwise.routing.vote_cascade import key_matrix, majority
+
+    keys = key_matrix([["", "", "B"], ["A", "B", ""]])
+    winner, share = majority(keys, [0, 1, 2], rank=np.array([1, 0, 2]))
+    assert winner.tolist() == [2, 1]  # row 0: empty answers never agree; row 1: a tie
+    assert share.tolist() == pytest.approx([1 / 3, 1 / 3])
+
+
+def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:
+    from tierwise.routing import curves
+    from tierwise.routing.vote_cascade import replay_front, search
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.integers(0, 4, n)
+    right = np.stack([rng.random(n) < a for a in (0.7, 0.7, 0.95)], axis=1)
+    wrong = (truth[:, None] + 1 + rng.integers(0, 3, (n, 3))) % 4  # never the truth
+    keys = np.where(right, truth[:, None], wrong)
+    correct = right.astype(float)
+    cost = np.tile([1.0, 1.0, 20.0], (n, 1))
+    front = search(keys, correct, cost)
+    points = replay_front(front, correct, cost, keys, correct, cost)
+    hull = curves.upper_hull(points)
+    singles = curves.single_model_points(["a", "b", "c"], correct, cost)
+    frontier = curves.frontier(singles).points
+    assert set(frontier) <= set(points)  # models alone are in the search
+    mixing = curves.random_mix_points(singles)
+    assert curves.accuracy_at(hull, 8.0) > curves.accuracy_at(mixing, 8.0) + 0.03

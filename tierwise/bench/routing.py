@@ -21,19 +21,22 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.bench.report import environment, markdown_table, write_results
-from tierwise.routing import curves
-from tierwise.routing.cascade import (
-    Cascade,
-    default_chain,
-    key_matrix,
-    search_agreement_chains,
-)
+from tierwise.routing import curves, vote_cascade
+from tierwise.routing.cascade import Cascade, default_chain
 from tierwise.routing.dataset import RoutingData, find_tasks, load_csv
 from tierwise.routing.features import Encoder, featurize, make_encoder
 from tierwise.routing.learners import make
 from tierwise.routing.router import Router, out_of_fold, sweep_points
 
 LATENCY_PROMPTS = 200
+
+
+@dataclass(frozen=True)
+class VotePolicy:
+    """A vote cascade from the train frontier whose test point is on its test hull."""
+
+    description: str
+    test_point: curves.Point
 
 
 @dataclass
@@ -48,6 +51,7 @@ class TaskResult:
     chosen: dict[str, Any]
     latency_ms: dict[str, dict[str, float]]
     cascade_chain: list[str]
+    vote_policies: list[VotePolicy]
 
     def summary(self) -> dict[str, Any]:
         ref_usd, ref_acc = self.singles[self.reference]
@@ -145,13 +149,8 @@ def run_task(
     hulls["cascade"] = curves.upper_hull(
         cascade.replay(main.learner.predict(x_test), test.responses, correct, cost)
     )
-    say(f"[{task}] searching agreement cascades on the train split")
-    complete_train = complete_rows(train)
-    chains = search_agreement_chains(key_matrix(complete_train.responses), *complete_train.filled())
-    test_keys = key_matrix(test.responses)
-    hulls["agreement cascade"] = curves.upper_hull(
-        [chain.replay(test_keys, correct, cost) for chain in chains]
-    )
+    say(f"[{task}] searching vote cascades on the train split")
+    hulls["vote cascade"], vote_policies = _vote_cascades(complete_rows(train), test)
     singles = curves.single_model_points(test.models, correct, cost)
     hulls["random mixing"] = curves.random_mix_points(singles)
     return TaskResult(
@@ -165,7 +164,27 @@ def run_task(
         chosen,
         latency,
         [train.models[c] for c in chain],
+        vote_policies,
     )
+
+
+def _vote_cascades(
+    train: RoutingData, test: RoutingData
+) -> tuple[list[curves.Point], list[VotePolicy]]:
+    """The train frontier of vote cascades replayed on test: its hull, and who is on it."""
+    tr_correct, tr_cost = train.filled()
+    front = vote_cascade.search(vote_cascade.key_matrix(train.responses), tr_correct, tr_cost)
+    correct, cost = test.filled()
+    test_keys = vote_cascade.key_matrix(test.responses)
+    points = vote_cascade.replay_front(front, tr_correct, tr_cost, test_keys, correct, cost)
+    hull = curves.upper_hull(points)
+    on_hull = set(hull)
+    policies = [
+        VotePolicy(policy.describe(test.models), point)
+        for policy, point in zip(front, points, strict=True)
+        if point in on_hull
+    ]
+    return hull, policies
 
 
 def run_routing_bench(
@@ -203,6 +222,7 @@ def _task_json(r: TaskResult) -> dict[str, Any]:
         "chosen": r.chosen,
         "decision_latency_ms": r.latency_ms,
         "cascade_chain": r.cascade_chain,
+        "vote_policies": [v.__dict__ for v in r.vote_policies],
     }
 
 
@@ -274,6 +294,17 @@ def _markdown(results: list[TaskResult]) -> str:
             ),
             "",
             f"Cascade chain: {' → '.join(r.cascade_chain)}",
+            "",
+            "Vote cascades on the test hull (searched on train; each stage's models are "
+            "asked together, the majority answers when its share reaches the quorum):",
+            "",
+            markdown_table(
+                ["policy", "$/query", "accuracy"],
+                [
+                    [v.description, f"{v.test_point[0]:.6f}", f"{v.test_point[1]:.3f}"]
+                    for v in r.vote_policies
+                ],
+            ),
             "",
             "Learners tried (5-fold CV AIQ on train): "
             + ", ".join(f"{c['kind']} {c['aiq']:.4f}" for c in r.chosen["router"]["cv"]),

@@ -1,7 +1,8 @@
 """A cascade: ask the cheapest model first, escalate only when its answer looks unsure.
 
-Replayed here from stored answers (the benchmark); the live cascade in the gateway asks
-SmolLM2 first and scores its answer by token log-probabilities (``gateway/cascade.py``).
+Replayed here from stored answers (the benchmark; ``vote_cascade.py`` has its voting
+kin). The live cascade in the gateway asks SmolLM2 first and scores its answer by token
+log-probabilities (``gateway/cascade.py``).
 
 At step j the scorer sees: the router's predicted chance that model j is right, how many
 of the answers already bought agree with model j's answer, and the answer's length. One
@@ -96,58 +97,3 @@ def default_chain(points: dict[str, curves.Point], models: list[str]) -> list[in
     """The single-model frontier on the training data, cheapest first."""
     front = curves.frontier(points)
     return [models.index(m) for m in front.models]
-
-
-@dataclass(frozen=True)
-class AgreementChain:
-    """Ask models in order; stop when ``quorum`` answers agree, else take the last one."""
-
-    chain: tuple[int, ...]
-    quorum: int
-
-    def replay(self, keys: np.ndarray, correct: np.ndarray, cost: np.ndarray) -> curves.Point:
-        n = len(keys)
-        stop = np.full(n, len(self.chain) - 1)
-        decided = np.zeros(n, bool)
-        for step in range(1, len(self.chain) - 1):
-            asked = keys[:, list(self.chain[: step + 1])]
-            agree = (asked == asked[:, -1:]).sum(axis=1) >= self.quorum
-            newly = agree & ~decided
-            stop[newly], decided = step, decided | agree
-        paid = np.cumsum(cost[:, list(self.chain)], axis=1)
-        rows = np.arange(n)
-        picked = np.array(self.chain)[stop]
-        return float(paid[rows, stop].mean()), float(correct[rows, picked].mean())
-
-
-def key_matrix(responses: list[list[str]]) -> np.ndarray:
-    """Answer keys as integers per row (equal answers, equal ints; empty answers never)."""
-    out = np.zeros((len(responses), len(responses[0]) if responses else 0), np.int64)
-    for i, row in enumerate(responses):
-        ids: dict[str, int] = {}
-        for j, text in enumerate(row):
-            key = answer_key(text)
-            out[i, j] = ids.setdefault(key, len(ids)) if key else -(j + 1)
-    return out
-
-
-def search_agreement_chains(
-    keys: np.ndarray, correct: np.ndarray, cost: np.ndarray, max_len: int = 3
-) -> list[AgreementChain]:
-    """Every chain of up to ``max_len`` models with a quorum of 2, scored on the data
-    given (the training split); the chains on its cost–accuracy frontier are returned."""
-    from itertools import permutations
-
-    m = keys.shape[1]
-    scored = []
-    for length in range(2, max_len + 1):
-        for chain in permutations(range(m), length):
-            policy = AgreementChain(chain, 2)
-            scored.append((policy.replay(keys, correct, cost), policy))
-    scored.sort(key=lambda s: (s[0][0], -s[0][1]))
-    front, best = [], -1.0
-    for (_, acc), policy in scored:
-        if acc > best:
-            front.append(policy)
-            best = acc
-    return front
