@@ -354,10 +354,11 @@ def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> 
 def test_a_vote_ignores_empty_answers_and_breaks_ties_towards_the_better_model() -> None:
     from tierwise.routing.vote_cascade import key_matrix, majority
 
-    keys = key_matrix([["", "", "B"], ["A", "B", ""]])
-    winner, share = majority(keys, [0, 1, 2], rank=np.array([1, 0, 2]))
-    assert winner.tolist() == [2, 1]  # row 0: empty answers never agree; row 1: a tie
-    assert share.tolist() == pytest.approx([1 / 3, 1 / 3])
+    keys = key_matrix([["", "", "B"], ["A", "B", ""], ["A", "B", "C"]])
+    winner, share = majority(keys, [0, 1, 2], rank=np.array([2, 0, 1]))  # 2 best, then 0
+    # row 0: empty answers never agree; rows 1 and 2: ties, won by the better-ranked
+    assert winner.tolist() == [2, 0, 2]
+    assert share.tolist() == pytest.approx([1 / 3] * 3)
 
 
 def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:

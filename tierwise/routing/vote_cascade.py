@@ -75,7 +75,7 @@ def majority(keys: np.ndarray, asked: list[int], rank: np.ndarray) -> tuple[np.n
     """
     sub = keys[:, asked]
     votes = (sub[:, :, None] == sub[:, None, :]).sum(2) * (sub >= 0)
-    position = np.argsort(np.argsort(rank))[asked]  # 0 is the best model
+    position = np.argsort(rank)[asked]  # where each asked model stands; 0 is the best
     score = votes * (len(rank) + 1) - position[None, :]
     best = score.argmax(1)
     rows = np.arange(len(keys))
