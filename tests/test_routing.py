@@ -16,9 +16,9 @@ from tierwise.errors import InputError
 from tierwise.routing import curves
 from tierwise.routing.cascade import answer_key
 from tierwise.routing.dataset import load_csv
-from tierwise.routing.features import StaticMiniLMEncoder, Template
+from tierwise.routing.features import StaticMiniLMEncoder, Template, featurize
 from tierwise.routing.policy import RoutePolicy, choose
-from tierwise.routing.router import Router
+from tierwise.routing.router import Router, out_of_fold
 
 SHARED = Path(os.environ.get("TIERWISE_DATA") or Path(__file__).parents[2] / "shared" / "data")
 MATH = [f"What is {a} times {b}? Show the working." for a in range(13, 33) for b in (7, 19)]
@@ -238,6 +238,11 @@ def test_router_learns_which_prompts_the_cheap_model_gets_right(
     unseen_poems = ["Write a short poem about the ocean.", "Write a short poem about the dawn."]
     assert [router.decide(q, want).model for q in unseen_math] == ["big", "big"]
     assert [router.decide(q, want).model for q in unseen_poems] == ["small", "small"]
+    # the winner's cross-validated predictions are kept for cascades trained on top
+    x = featurize(encoder, router.template, data.prompts)
+    kind, params = router.learner.kind, router.learner.params
+    assert router.oof is not None
+    np.testing.assert_allclose(router.oof, out_of_fold(kind, params, x, data.correct, 5))
 
 
 def test_router_round_trips_through_a_file_without_pickle(
@@ -381,3 +386,11 @@ def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:
     assert set(frontier) <= set(points)  # models alone are in the search
     mixing = curves.random_mix_points(singles)
     assert curves.accuracy_at(hull, 8.0) > curves.accuracy_at(mixing, 8.0) + 0.03
+
+
+def test_both_minilm_encoders_share_one_model_in_a_process(tmp_path: Path) -> None:
+    from tierwise.routing.features import MiniLMEncoder
+
+    static = StaticMiniLMEncoder(cache_dir=tmp_path)
+    static.prepare()
+    assert MiniLMEncoder().model is static._model

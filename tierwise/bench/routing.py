@@ -26,7 +26,7 @@ from tierwise.routing.cascade import Cascade, default_chain
 from tierwise.routing.dataset import RoutingData, find_tasks, load_csv
 from tierwise.routing.features import Encoder, featurize, make_encoder
 from tierwise.routing.learners import make
-from tierwise.routing.router import Router, out_of_fold, sweep_points
+from tierwise.routing.router import Router, sweep_points
 
 LATENCY_PROMPTS = 200
 
@@ -144,7 +144,8 @@ def run_task(
     chain = default_chain(
         curves.single_model_points(train.models, tr_correct, tr_cost), train.models
     )
-    p_oof = out_of_fold(main.learner.kind, main.learner.params, x_train, train.correct, 5)
+    assert main.oof is not None  # set by Router.train
+    p_oof = main.oof
     cascade = Cascade.train(chain, p_oof, train.responses, tr_correct)
     hulls["cascade"] = curves.upper_hull(
         cascade.replay(main.learner.predict(x_test), test.responses, correct, cost)

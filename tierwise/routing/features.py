@@ -15,6 +15,7 @@ template (the prefix and suffix common to the training prompts) is learned and c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
@@ -145,7 +146,10 @@ def _tokenizer(model_dir: Path) -> Any:
     return tok
 
 
+@functools.lru_cache(maxsize=2)
 def _bert(model_dir: Path) -> Any:
+    """One model per folder and process: the router's static table and the semantic
+    cache's sentence vectors read the same weights, and inference does not change them."""
     try:
         from transformers import AutoModel
     except ImportError as exc:

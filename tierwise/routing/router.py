@@ -87,6 +87,9 @@ class Router:
     learner: learners.Learner
     cv: list[CVScore] = field(default_factory=list)
     _encoder: Encoder | None = None
+    # The winner's out-of-fold predictions on the training rows (not saved): what a
+    # cascade trained on top may trust the router's predictions to be worth.
+    oof: np.ndarray | None = None
 
     # -- training -----------------------------------------------------------------
 
@@ -107,17 +110,20 @@ class Router:
         correct, cost = data.filled()
         usd = cost.mean(0)
         lo, hi = float(usd.min()), float(usd.max())
-        scores = []
+        scores, oof = [], []
         for kind, params in candidates or learners.CANDIDATES:
-            p = out_of_fold(kind, params, x, data.correct, k)
-            hull = curves.upper_hull(sweep_points(p, correct, cost, usd))
+            oof.append(out_of_fold(kind, params, x, data.correct, k))
+            hull = curves.upper_hull(sweep_points(oof[-1], correct, cost, usd))
             scores.append(
-                CVScore(kind, params, curves.aiq(hull, lo, hi), _log_loss(p, data.correct))
+                CVScore(kind, params, curves.aiq(hull, lo, hi), _log_loss(oof[-1], data.correct))
             )
             progress(f"{kind} {params}: CV AIQ {scores[-1].aiq:.4f}")
-        best = max(scores, key=lambda s: (round(s.aiq, 4), -s.log_loss))
+        winner = max(
+            range(len(scores)), key=lambda i: (round(scores[i].aiq, 4), -scores[i].log_loss)
+        )
+        best = scores[winner]
         learner = learners.make(best.kind, best.params).fit(x, data.correct)
-        return cls(data.models, usd, template, encoder.name, learner, scores, encoder)
+        return cls(data.models, usd, template, encoder.name, learner, scores, encoder, oof[winner])
 
     # -- use ------------------------------------------------------------------------
 
