@@ -180,7 +180,9 @@ def test_policy_min_quality_max_usd_and_weight() -> None:
 
 def test_answer_key_matches_choices_however_written() -> None:
     assert answer_key("B\n") == answer_key("(b) because") == answer_key(" B. 7") == "B"
+    assert answer_key("B\n\nThe reason is heat") == "B"
     assert answer_key("Because of gravity") == "because of gravity"
+    assert answer_key("A magic square is a grid") == "a magic square is a grid"
 
 
 # -- training ------------------------------------------------------------------------------
@@ -339,7 +341,7 @@ def test_labels_are_derived_from_the_models_marked_correct(tmp_path: Path) -> No
 
 
 def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> None:
-    from tierwise.routing.vote_cascade import VoteCascade, key_matrix
+    from tierwise.routing.vote_cascade import Stage, VoteCascade, key_matrix
 
     responses = [
         ["A", "A", "B", "B"],  # the two cheap models agree: stop, answer A
@@ -349,21 +351,54 @@ def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> 
     correct = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]], float)
     cost = np.array([[1, 2, 4, 10]] * 3, float)
     rank = np.array([3, 2, 1, 0])  # model 3 is best
-    policy = VoteCascade(((0, 1), (2,)), 0.6, 3)
+    policy = VoteCascade((Stage((0, 1), 2), Stage((2,), 2)), 3)
     usd, acc = policy.replay(key_matrix(responses), correct, cost, rank)
     assert acc == pytest.approx(1.0)
     assert usd == pytest.approx((3 + 7 + 17) / 3)  # each row pays only for whom it asked
-    assert policy.describe(["a", "b", "c", "d"]) == "a + b → c (quorum 0.60) → d"
+    assert policy.describe(list("abcd")) == "a + b (2 of 2 agree) → + c (2 of 3 agree) → d"
+
+
+def test_without_a_last_word_the_last_vote_stands() -> None:
+    from tierwise.routing.vote_cascade import Stage, VoteCascade, key_matrix
+
+    keys = key_matrix([["A", "B", "B"], ["A", "B", "C"]])
+    correct = np.array([[1, 0, 0], [0, 1, 0]], float)
+    cost = np.array([[1, 2, 4]] * 2, float)
+    rank = np.array([1, 0, 2])  # model 1 is best, then 0
+    policy = VoteCascade((Stage((0, 2), 2), Stage((1,), 0)), None)
+    usd, acc = policy.replay(keys, correct, cost, rank)
+    # row 0: B wins 2 of 3 (wrong); row 1: a three-way split goes to model 1 (right)
+    assert (usd, acc) == (pytest.approx(7.0), pytest.approx(0.5))
+    assert policy.describe(list("abc")) == "a + c (2 of 2 agree) → + b (majority)"
+    with pytest.raises(ValueError, match="asked twice"):
+        VoteCascade((Stage((0, 1), 2),), 1)
+    with pytest.raises(ValueError, match="more agreeing answers"):
+        VoteCascade((Stage((0, 1), 3),), 2)
 
 
 def test_a_vote_ignores_empty_answers_and_breaks_ties_towards_the_better_model() -> None:
     from tierwise.routing.vote_cascade import key_matrix, majority
 
     keys = key_matrix([["", "", "B"], ["A", "B", ""], ["A", "B", "C"]])
-    winner, share = majority(keys, [0, 1, 2], rank=np.array([2, 0, 1]))  # 2 best, then 0
+    winner, votes = majority(keys, [0, 1, 2], rank=np.array([2, 0, 1]))  # 2 best, then 0
     # row 0: empty answers never agree; rows 1 and 2: ties, won by the better-ranked
     assert winner.tolist() == [2, 0, 2]
-    assert share.tolist() == pytest.approx([1 / 3] * 3)
+    assert votes.tolist() == [1, 1, 1]
+
+
+def test_the_vote_search_stays_bounded_on_a_long_frontier() -> None:
+    from tierwise.routing import vote_cascade
+
+    m, n = 20, 100
+    # every model better and dearer than the last: all 19 below the best are the frontier
+    correct = (np.arange(n)[:, None] < np.linspace(30, 95, m)[None, :]).astype(float)
+    cost = np.tile(np.geomspace(1, 100, m), (n, 1))
+    singles = curves.single_model_points([str(j) for j in range(m)], correct, cost)
+    assert len(curves.frontier(singles).models) == m
+    rank = vote_cascade._rank(correct, cost)
+    pool = vote_cascade._pool(rank, correct, cost)
+    assert len(pool) == vote_cascade.POOL_SIZE and len(set(pool)) == len(pool)
+    assert m - 1 not in pool  # the best model is the last word, not a voter
 
 
 def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:

@@ -297,7 +297,7 @@ def _markdown(results: list[TaskResult]) -> str:
             f"Cascade chain: {' → '.join(r.cascade_chain)}",
             "",
             "Vote cascades on the test hull (searched on train; each stage's models are "
-            "asked together, the majority answers when its share reaches the quorum):",
+            "asked together; the majority answers when enough agree, else the next stage):",
             "",
             markdown_table(
                 ["policy", "$/query", "accuracy"],

@@ -20,7 +20,9 @@ import numpy as np
 
 from tierwise.routing import curves, learners
 
-_CHOICE = re.compile(r"^\W*\(?([A-Ea-e])\b(?:[).:]|\s|$)")
+# A choice letter closed by ")", "." or ":", or alone on its line ("A\n\nThe reason is").
+# "A magic square is ..." is prose, not choice A.
+_CHOICE = re.compile(r"^\W*\(?([A-Ea-e])(?:[).:]|[ \t]*(?:\n|$))")
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
 
 

@@ -146,10 +146,20 @@ def _tokenizer(model_dir: Path) -> Any:
     return tok
 
 
-@functools.lru_cache(maxsize=2)
+_BERT_LOCK = threading.Lock()
+
+
 def _bert(model_dir: Path) -> Any:
     """One model per folder and process: the router's static table and the semantic
-    cache's sentence vectors read the same weights, and inference does not change them."""
+    cache's sentence vectors read the same weights, and inference does not change them.
+    Locked, so two threads loading at once (gateway start, a first cache lookup) do not
+    both load it."""
+    with _BERT_LOCK:
+        return _load_bert(model_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_bert(model_dir: Path) -> Any:
     try:
         from transformers import AutoModel
     except ImportError as exc:

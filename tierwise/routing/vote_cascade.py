@@ -16,6 +16,7 @@ test split.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -25,14 +26,29 @@ from tierwise.routing import curves
 from tierwise.routing.cascade import answer_key
 
 QUORUMS = (0.6, 0.75, 1.0)  # share of the answers so far that must name the winner
-POOL_SIZE = 8  # models stages are drawn from (more if the frontier is longer): bounds the search
+POOL_SIZE = 8  # models stages are drawn from: bounds the search (about 9,000 policies)
+
+
+@dataclass(frozen=True)
+class Stage:
+    models: tuple[int, ...]  # model columns asked together
+    agree: int  # answers so far that must name the winner to stop here; 0: always stop
 
 
 @dataclass(frozen=True)
 class VoteCascade:
-    stages: tuple[tuple[int, ...], ...]  # model columns asked together, stage by stage
-    quorum: float
-    final: int | None  # asked when no stage reaches the quorum; None: the last vote stands
+    stages: tuple[Stage, ...]
+    final: int | None  # asked when no stage stops; None: the last stage always stops
+
+    def __post_init__(self) -> None:
+        asked = [j for stage in self.stages for j in stage.models]
+        if not self.stages or any(not stage.models for stage in self.stages):
+            raise ValueError("a vote cascade needs stages of at least one model each")
+        if len(set(asked)) != len(asked) or self.final in asked:
+            raise ValueError(f"a model is asked twice in {self.stages} → {self.final}")
+        for k, stage in enumerate(self.stages):
+            if stage.agree > sum(len(s.models) for s in self.stages[: k + 1]):
+                raise ValueError(f"stage {k} needs more agreeing answers than it has asked")
 
     def replay(
         self, keys: np.ndarray, correct: np.ndarray, cost: np.ndarray, rank: np.ndarray
@@ -45,11 +61,11 @@ class VoteCascade:
         paid = np.zeros(n)
         asked: list[int] = []
         for k, stage in enumerate(self.stages):
-            asked += stage
-            paid += np.where(done, 0.0, cost[:, list(stage)].sum(1))
-            winner, share = majority(keys, asked, rank)
+            asked += stage.models
+            paid += np.where(done, 0.0, cost[:, list(stage.models)].sum(1))
+            winner, votes = majority(keys, asked, rank)
             last_word = self.final is None and k == len(self.stages) - 1
-            stop = ~done & ((share >= self.quorum) | last_word)
+            stop = ~done & ((votes >= stage.agree) | last_word)
             right[stop] = correct[rows, winner][stop]
             done |= stop
         if self.final is not None:
@@ -61,15 +77,21 @@ class VoteCascade:
         def short(j: int) -> str:
             return models[j].split("/")[-1]
 
-        if len(self.stages) == 1 and len(self.stages[0]) == 1:
-            return f"{short(self.stages[0][0])} alone"
-        parts = [" + ".join(short(j) for j in stage) for stage in self.stages]
+        if len(self.stages) == 1 and len(self.stages[0].models) == 1 and self.final is None:
+            return f"{short(self.stages[0].models[0])} alone"
+        parts, asked = [], 0
+        for k, stage in enumerate(self.stages):
+            asked += len(stage.models)
+            names = " + ".join(short(j) for j in stage.models)
+            last_word = self.final is None and k == len(self.stages) - 1
+            rule = "majority" if last_word else f"{stage.agree} of {asked} agree"
+            parts.append(f"{'+ ' if k else ''}{names} ({rule})")
         last = f" → {short(self.final)}" if self.final is not None else ""
-        return f"{' → '.join(parts)} (quorum {self.quorum:.2f}){last}"
+        return " → ".join(parts) + last
 
 
 def majority(keys: np.ndarray, asked: list[int], rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the column whose answer most of ``asked`` gave, and that answer's share.
+    """Per row: the column whose answer most of ``asked`` gave, and how many gave it.
 
     Empty answers (negative keys) never win a vote; ties go to the better-ranked model.
     """
@@ -79,7 +101,7 @@ def majority(keys: np.ndarray, asked: list[int], rank: np.ndarray) -> tuple[np.n
     score = votes * (len(rank) + 1) - position[None, :]
     best = score.argmax(1)
     rows = np.arange(len(keys))
-    return np.array(asked)[best], votes[rows, best] / len(asked)
+    return np.array(asked)[best], votes[rows, best]
 
 
 def key_matrix(responses: list[list[str]]) -> np.ndarray:
@@ -98,28 +120,46 @@ def search(keys: np.ndarray, correct: np.ndarray, cost: np.ndarray) -> list[Vote
     those on its cost–accuracy frontier are returned, cheapest first."""
     rank = _rank(correct, cost)
     best = int(rank[0])
-    usd = cost.mean(0)
-    cheaper = [int(j) for j in rank if usd[j] < usd[best]]
-    points = {str(j): (float(usd[j]), float(correct[:, j].mean())) for j in cheaper}
-    pool = [int(j) for j in curves.frontier(points).models]  # each frontier model alone is a policy
-    pool += [j for j in cheaper if j not in pool][: max(POOL_SIZE - len(pool), 0)]
-    alone = [VoteCascade(((j,),), 1.0, None) for j in [*pool, best]]  # one answer always stands
-    scored = [(policy.replay(keys, correct, cost, rank), policy) for policy in alone]
+    pool = _pool(rank, correct, cost)
+    policies = {VoteCascade((Stage((j,), 0),), None) for j in [*pool, best]}  # models alone
     for first in _sets(pool, (2, 3)):
         rest = [j for j in pool if j not in first]
         for second in [(), *_sets(rest, (1, 2))]:
-            stages = (first, second) if second else (first,)
+            groups = (first, second) if second else (first,)
             for quorum in QUORUMS:
                 for final in (best, None):
-                    policy = VoteCascade(stages, quorum, final)
-                    scored.append((policy.replay(keys, correct, cost, rank), policy))
-    scored.sort(key=lambda s: (s[0][0], -s[0][1]))
+                    policies.add(VoteCascade(_stages(groups, quorum), final))
+    scored = sorted(
+        ((policy.replay(keys, correct, cost, rank), policy) for policy in policies),
+        key=lambda s: (s[0][0], -s[0][1], repr(s[1])),
+    )
     front, top = [], -1.0
     for (_, acc), policy in scored:
         if acc > top:
             front.append(policy)
             top = acc
     return front
+
+
+def _stages(groups: tuple[tuple[int, ...], ...], quorum: float) -> tuple[Stage, ...]:
+    """Stages whose stopping rule is the quorum as a count of the answers asked so far."""
+    stages, asked = [], 0
+    for group in groups:
+        asked += len(group)
+        stages.append(Stage(group, math.ceil(quorum * asked - 1e-9)))
+    return tuple(stages)
+
+
+def _pool(rank: np.ndarray, correct: np.ndarray, cost: np.ndarray) -> list[int]:
+    """Up to POOL_SIZE models cheaper than the best: the train frontier first (spread
+    evenly along it if it is longer), then the most accurate of the others."""
+    usd = cost.mean(0)
+    cheaper = [int(j) for j in rank if usd[j] < usd[int(rank[0])]]
+    points = {str(j): (float(usd[j]), float(correct[:, j].mean())) for j in cheaper}
+    front = [int(j) for j in curves.frontier(points).models]
+    if len(front) > POOL_SIZE:
+        front = [front[i] for i in np.linspace(0, len(front) - 1, POOL_SIZE).round().astype(int)]
+    return front + [j for j in cheaper if j not in front][: POOL_SIZE - len(front)]
 
 
 def _rank(correct: np.ndarray, cost: np.ndarray) -> np.ndarray:
