@@ -302,6 +302,8 @@ def test_routing_bench_on_the_shared_routerbench_tasks(tmp_path: Path) -> None:
         assert task["decision_latency_ms"]["router"]["p50"] <= 5.0
         assert task["summary"]["reference"] == "gpt-4-1106-preview"
     assert (tmp_path / "routing.png").stat().st_size > 10_000
+    # The grid tries logistic regression twice; the table must say which setting is which.
+    assert "logistic (l2 0.1)" in (tmp_path / "routing.md").read_text()
 
 
 # -- cascade calibration -------------------------------------------------------------------

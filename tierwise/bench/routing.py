@@ -308,7 +308,7 @@ def _markdown(results: list[TaskResult]) -> str:
             ),
             "",
             "Learners tried (5-fold CV AIQ on train): "
-            + ", ".join(f"{c['kind']} {c['aiq']:.4f}" for c in r.chosen["router"]["cv"]),
+            + ", ".join(f"{_learner_label(c)} {c['aiq']:.4f}" for c in r.chosen["router"]["cv"]),
             "",
             "Router test AUC per model (0.5 = no signal): "
             + ", ".join(
@@ -317,6 +317,15 @@ def _markdown(results: list[TaskResult]) -> str:
             "",
         ]
     return "\n".join(parts)
+
+
+def _learner_label(candidate: dict[str, Any]) -> str:
+    """'logistic (l2 0.1)': the grid tries one learner with several settings, so name them."""
+    kind = str(candidate["kind"])
+    shown = {k: v for k, v in candidate["params"].items() if k != "epochs"}
+    if not shown:
+        return kind
+    return f"{kind} ({', '.join(f'{k} {v:g}' for k, v in shown.items())})"
 
 
 def _rich_table(r: TaskResult) -> Table:
