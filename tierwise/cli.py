@@ -1174,6 +1174,14 @@ def optimize(
         str, typer.Option(help="Where distillation and fine-tuning train: cpu, or cuda.")
     ] = "cpu",
     precision: PrecisionOpt = "fp32",
+    weight_bits: Annotated[
+        int | None,
+        typer.Option(
+            help="Static int8 weight width, 7 or 8 (default: 8 where this CPU has VNNI, "
+            "else 7). Give 7 for devices without VNNI: their int8 kernels can saturate on "
+            "8-bit weights."
+        ),
+    ] = None,
     allow_requantize: Annotated[
         bool, typer.Option(help="GGUF: quantize a file that is already quantized.")
     ] = False,
@@ -1189,6 +1197,7 @@ def optimize(
             "--distill": distill,
             "--export": export,
             "--calibration": calibration,
+            "--weight-bits": weight_bits,
         }
         given = [name for name, value in others.items() if value is not None]
         if given:
@@ -1219,6 +1228,7 @@ def optimize(
         out=out,
         device=device,
         precision=_precision(precision),
+        weight_bits=weight_bits,
     )
     try:
         with _phase_progress() as step:

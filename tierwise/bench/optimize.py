@@ -398,7 +398,7 @@ def _floor_markdown(floor: list[dict[str, Any]]) -> list[str]:
         return []
     names = [k.split(":", 1)[1] for k in floor[0] if k.startswith("agreement:")]
     cells = [
-        [r["rounding"], *[f"{r[f'agreement:{n}']:.2%} ({r[f'flipped:{n}']})" for n in names]]
+        [_rounding_label(r), *[f"{r[f'agreement:{n}']:.2%} ({r[f'flipped:{n}']})" for n in names]]
         for r in floor
     ]
     return [
@@ -410,6 +410,12 @@ def _floor_markdown(floor: list[dict[str, Any]]) -> list[str]:
         "",
         markdown_table(["weights rounded to", *[f"agreement:{n}" for n in names]], cells),
     ]
+
+
+def _rounding_label(row: dict[str, Any]) -> str:
+    """``int8 (7-bit)`` where the row says its weight width (older results do not)."""
+    bits = row.get("weight_bits")
+    return row["rounding"] if bits is None else f"{row['rounding']} ({bits}-bit)"
 
 
 def _print(section: dict[str, Any], console: Console) -> None:
@@ -424,7 +430,7 @@ def _print(section: dict[str, Any], console: Console) -> None:
         agreements = ", ".join(
             f"{k.split(':', 1)[1]} {v:.1%}" for k, v in row.items() if k.startswith("agreement:")
         )
-        console.print(f"rounding floor, weights in {row['rounding']}: {agreements}")
+        console.print(f"rounding floor, weights in {_rounding_label(row)}: {agreements}")
     for t in section["targets"]:
         mark = "[green]holds[/]" if t["holds"] else "[red]missed[/]"
         console.print(f"{t['model']}: {t['target']}: {t['measured']} — {mark}")

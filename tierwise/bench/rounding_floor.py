@@ -8,7 +8,7 @@ calibrated), and measures top-1 agreement with the unrounded export:
 - ``fp16`` and ``bf16``: every weight to the nearest 16-bit float;
 - ``int8``: each output channel's weights to 255 levels spanning ±max|w| (round to
   nearest), the grid the int8 variants use; 127 levels (7 bits) where the CPU lacks
-  VNNI, as the quantizer does there.
+  VNNI, as the quantizer does there (or as ``weight_bits`` says).
 
 Where int8 weights rounded to nearest flip an input, an int8 variant keeps it only by
 choosing each weight's rounding from data (AdaRound) or by retraining with the rounding in
@@ -24,14 +24,15 @@ import numpy as np
 
 from tierwise.models.variant_file import read_card
 from tierwise.optimize.onnx_export import run_graphs
-from tierwise.optimize.onnx_quantize import cpu_has_vnni
+from tierwise.optimize.onnx_quantize import WeightBits, default_weight_bits
 from tierwise.optional import require
 
 ROUNDINGS = ("fp16", "bf16", "int8")
 
 
-def round_weights(graph: bytes, rounding: str) -> bytes:
-    """``graph`` with every Conv/Gemm/MatMul weight rounded the way ``rounding`` says."""
+def round_weights(graph: bytes, rounding: str, weight_bits: WeightBits | None = None) -> bytes:
+    """``graph`` with every Conv/Gemm/MatMul weight rounded the way ``rounding`` says;
+    int8 in ``weight_bits`` (default: the quantizer's on this CPU)."""
     onnx = require("onnx", "onnx", "the rounding floor")
     from onnx import numpy_helper
 
@@ -40,7 +41,7 @@ def round_weights(graph: bytes, rounding: str) -> bytes:
     for tensor in model.graph.initializer:
         if tensor.name in axes:
             weights = numpy_helper.to_array(tensor).astype(np.float32)
-            rounded = _round(weights, rounding, axes[tensor.name])
+            rounded = _round(weights, rounding, axes[tensor.name], weight_bits)
             tensor.CopyFrom(numpy_helper.from_array(rounded, tensor.name))
     data: bytes = model.SerializeToString()
     return data
@@ -63,13 +64,15 @@ def _weight_channel_axes(model: Any) -> dict[str, int]:
     return axes
 
 
-def _round(weights: np.ndarray, rounding: str, axis: int) -> np.ndarray:
+def _round(
+    weights: np.ndarray, rounding: str, axis: int, weight_bits: WeightBits | None
+) -> np.ndarray:
     if rounding == "fp16":
         return weights.astype(np.float16).astype(np.float32)
     if rounding == "bf16":
         return _to_bf16(weights)
     if rounding == "int8":
-        return _to_int8_grid(weights, axis, 8 if cpu_has_vnni() else 7)
+        return _to_int8_grid(weights, axis, weight_bits or default_weight_bits())
     raise ValueError(f"rounding: expected one of {ROUNDINGS}, got {rounding!r}")
 
 
@@ -102,11 +105,14 @@ def floor_rows(
     stages = range(len(read_card(folder).stages))
     graphs = [(folder / f"stage{i}.onnx").read_bytes() for i in stages]
     reference = run_graphs(graphs, inputs, batch=64).argmax(1)
+    bits = default_weight_bits()
     rows = []
     for rounding in ROUNDINGS:
-        rounded = [round_weights(g, rounding) for g in graphs]
+        rounded = [round_weights(g, rounding, bits) for g in graphs]
         top1 = run_graphs(rounded, inputs, batch=64).argmax(1)
         row: dict[str, Any] = {"rounding": rounding}
+        if rounding == "int8":
+            row["weight_bits"] = bits
         for name, start, end, _labels in sets:
             same = top1[start:end] == reference[start:end]
             row[f"agreement:{name}"] = float(same.mean())

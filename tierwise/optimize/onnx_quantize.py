@@ -19,8 +19,10 @@ What decides speed and accuracy, as measured on EfficientNet-Lite0 (2 cores, bat
 - **Bias correction.** Rounded weights shift each conv's mean output; each stage is
   quantized, its conv biases corrected for the shift, and quantized again (see
   :func:`correct_biases`): top-1 agreement on the photos 77% → 83%.
-- **VNNI.** Without VNNI (or AMX), x86's u8×s8 kernels can saturate their 16-bit
-  intermediate sums; there weights use 7 bits (``reduce_range``), which costs accuracy.
+- **VNNI.** Without VNNI (or AMX), x86's u8×s8 kernels add pairs of products in 16 bits,
+  which 8-bit weights can saturate; there weights use 7 bits (``reduce_range``), which
+  costs accuracy. The width follows the CPU unless the caller names it
+  (:func:`default_weight_bits`), and the variant's card records it.
 - ``Clip`` bounds arrive from the exporter as ``Constant`` nodes; the quantizer only
   folds ``Conv → Clip`` (so the conv's output range is the clip's 0..6) when the bounds
   are initializers, so they are moved there first.
@@ -29,7 +31,7 @@ What decides speed and accuracy, as measured on EfficientNet-Lite0 (2 cores, bat
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +41,8 @@ from tierwise.models.onnx_variant import session
 from tierwise.optional import require
 
 Mode = Literal["static", "dynamic"]
+#: static int8's weight width: 8, or 7 for CPUs whose int8 kernels could saturate on 8
+WeightBits = Literal[7, 8]
 
 
 def _quantization() -> Any:
@@ -81,34 +85,67 @@ class _Batches:
         pass
 
 
-def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this x86 CPU has 8-bit dot-product instructions (VNNI or AMX)."""
+def cpu_has_vnni(
+    cpuinfo: Path = Path("/proc/cpuinfo"), features: Mapping[str, bool] | None = None
+) -> bool:
+    """Whether this x86 CPU has 8-bit dot-product instructions (VNNI or AMX).
+
+    AVX512-VNNI is read from numpy's own CPUID probe (``features``), which sees what this
+    process can run: under an emulator, or an OS that leaves AVX-512 off, /proc/cpuinfo
+    shows the host's flags instead. numpy does not probe AVX-VNNI or AMX, so those come
+    from /proc/cpuinfo."""
+    features = _numpy_cpu_features() if features is None else features
+    wanted = {"avx_vnni", "amx_int8"}
+    if "AVX512VNNI" in features:
+        if features["AVX512VNNI"]:
+            return True
+    else:
+        wanted.add("avx512_vnni")
+    return bool(_cpu_flags(cpuinfo) & wanted)
+
+
+def default_weight_bits() -> WeightBits:
+    """The weight width this CPU's int8 kernels run exactly: 8 with VNNI, else 7."""
+    return 8 if cpu_has_vnni() else 7
+
+
+def _numpy_cpu_features() -> Mapping[str, bool]:
+    import importlib
+
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # 2.x, 1.x
+        try:
+            found: Mapping[str, bool] = importlib.import_module(module).__cpu_features__
+        except (ImportError, AttributeError):
+            continue
+        return found
+    return {}
+
+
+def _cpu_flags(cpuinfo: Path) -> set[str]:
     if not cpuinfo.is_file():
-        return False
-    flags = set()
+        return set()
     for line in cpuinfo.read_text().splitlines():
         if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def quantize_static_stages(
     graphs: list[bytes],
     calibration: np.ndarray,
     method: str = "MinMax",
-    reduce_range: bool | None = None,
+    weight_bits: WeightBits | None = None,
     bias_correction: bool = True,
 ) -> list[bytes]:
     """Each stage in int8, calibrated on the fp32 chain's inputs to that stage.
 
     ``method`` is ONNX Runtime's calibration method: MinMax, Percentile or Entropy.
-    ``reduce_range`` (7-bit weights) defaults to on where the CPU lacks VNNI.
+    ``weight_bits`` defaults to this CPU's (:func:`default_weight_bits`).
     ``bias_correction`` quantizes twice: see :func:`correct_biases`."""
     preprocess = require(
         "onnxruntime.quantization.shape_inference", "onnxruntime", "int8 quantization"
     ).quant_pre_process
-    seven_bits = not cpu_has_vnni() if reduce_range is None else reduce_range
+    seven_bits = (weight_bits or default_weight_bits()) == 7
     out, inputs = [], np.ascontiguousarray(calibration, np.float32)
     with tempfile.TemporaryDirectory(prefix="tierwise-quant-") as tmp:
         for i, graph in enumerate(graphs):

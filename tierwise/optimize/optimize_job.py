@@ -27,6 +27,7 @@ import numpy as np
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.errors import InputError
 from tierwise.models.variant_file import StageFile, VariantCard, write_variant
+from tierwise.optimize.onnx_quantize import WeightBits, default_weight_bits
 from tierwise.optimize.prune import CHANNEL_ROUNDING, SIMD_CHANNELS
 from tierwise.optimize.sources import Source
 from tierwise.optimize.train_device import Precision
@@ -47,6 +48,9 @@ class OptimizeOptions:
     #: where and how training runs: not part of the checkpoint key (the recipe is the same)
     device: str = "cpu"
     precision: Precision = "fp32"
+    #: static int8 weights in 8 or 7 bits (None: what this CPU runs exactly, see
+    #: onnx_quantize); 7 for devices without VNNI when this machine has it
+    weight_bits: WeightBits | None = None
 
     def key(self, upto: str, origin: str) -> str:
         """A digest of the options that decide the checkpoint after step ``upto``, and of
@@ -123,8 +127,9 @@ def run_optimize(
     else:
         graphs, stages, steps = resumed
     if options.quantize != "none":
-        graphs = _quantize(graphs, options.quantize, calibration, step)
-        steps.append(_quantize_step(options.quantize))
+        bits = options.weight_bits or default_weight_bits()
+        graphs = _quantize(graphs, options.quantize, calibration, bits, step)
+        steps.append(_quantize_step(options.quantize, bits))
     measured = _measure(graphs, reference, held_out, step)
     measured["params"] = float(sum(s.params for s in stages))
     measured["seconds_to_make"] = round(time.perf_counter() - started, 1)
@@ -226,7 +231,11 @@ def _prune(
 
 
 def _quantize(
-    graphs: list[bytes], mode: Quantize, calibration: np.ndarray | None, step: Step
+    graphs: list[bytes],
+    mode: Quantize,
+    calibration: np.ndarray | None,
+    weight_bits: WeightBits,
+    step: Step,
 ) -> list[bytes]:
     from tierwise.optimize.onnx_quantize import quantize_dynamic_stages, quantize_static_stages
 
@@ -234,20 +243,18 @@ def _quantize(
     if mode == "static":
         if calibration is None:
             raise InputError("--calibration: static quantization needs a folder of images")
-        graphs = quantize_static_stages(graphs, calibration)
+        graphs = quantize_static_stages(graphs, calibration, weight_bits=weight_bits)
     else:
         graphs = quantize_dynamic_stages(graphs)
     step(f"quantizing ({mode})", 1, 1)
     return graphs
 
 
-def _quantize_step(mode: Quantize) -> dict[str, Any]:
-    from tierwise.optimize.onnx_quantize import cpu_has_vnni
-
+def _quantize_step(mode: Quantize, weight_bits: WeightBits) -> dict[str, Any]:
     step: dict[str, Any] = {"step": "quantize", "dtype": "int8", "mode": mode}
     if mode == "static":
-        # the weights' bits depend on the CPU that made the variant (see onnx_quantize)
-        step["weight_bits"] = 8 if cpu_has_vnni() else 7
+        # 8-bit weights run exactly only where the serving CPU has VNNI (see onnx_quantize)
+        step["weight_bits"] = weight_bits
         step["bias_correction"] = True
     return step
 

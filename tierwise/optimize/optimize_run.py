@@ -17,6 +17,7 @@ from tierwise.cache import cache_dir
 from tierwise.datasets.cifar10 import Cifar10, load_cifar10
 from tierwise.datasets.image_folder import image_files, load_images
 from tierwise.errors import InputError
+from tierwise.optimize.onnx_quantize import WeightBits
 from tierwise.optimize.optimize_data import cifar_training_images, held_out_sets
 from tierwise.optimize.optimize_job import (
     OptimizeOptions,
@@ -52,10 +53,12 @@ class OptimizeRequest:
     out: Path = Path("models/variants")
     device: str = "cpu"
     precision: Precision = "fp32"
+    weight_bits: int | None = None
 
 
 def optimize(request: OptimizeRequest, step: Step = lambda *_: None) -> Outcome:
     _check_steps(request)
+    weight_bits = _weight_bits(request)
     check_device(request.device, "--device")
     source, student_width = _source(request)
     name = request.name or default_name(request, student_width)
@@ -77,6 +80,7 @@ def optimize(request: OptimizeRequest, step: Step = lambda *_: None) -> Outcome:
         lr=request.lr if request.lr is not None else _default_lr(source, student_width),
         device=request.device,
         precision=request.precision,
+        weight_bits=weight_bits,
     )
     held_out = held_out_sets(source, cifar, request.held_out_images)
     return run_optimize(source, options, request.out, held_out, cifar, calibration, finetune, step)
@@ -107,6 +111,19 @@ def _check_steps(request: OptimizeRequest) -> None:
         )
     if request.quantize == "static" and request.calibration is None:
         raise InputError("--calibration: static int8 quantization needs a folder of images")
+
+
+def _weight_bits(request: OptimizeRequest) -> WeightBits | None:
+    bits = request.weight_bits
+    if bits is None:
+        return None
+    if request.quantize != "static":
+        raise InputError("--weight-bits: only static int8 (--quantize int8) has a weight width")
+    if bits == 7:
+        return 7
+    if bits == 8:
+        return 8
+    raise InputError(f"--weight-bits: expected 7 or 8, got {bits}")
 
 
 def _source(request: OptimizeRequest) -> tuple[Source, int | None]:
