@@ -15,7 +15,7 @@ from tests.recording_cluster import (
     recording_cluster,
     wait_until_the_cloud_is_reachable,
 )
-from tierwise.gateway.chat_cascade import confidence
+from tierwise.gateway.chat.cascade import confidence
 
 
 @pytest.fixture(scope="module")

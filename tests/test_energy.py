@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tierwise.config import default_spec
-from tierwise.ledger.costing import Measured, plan_cost
 from tierwise.ledger.energy import RaplMeter, radio_joules
+from tierwise.placement.costing import Measured, plan_cost
 from tierwise.placement.plans import vision_plans
 
 

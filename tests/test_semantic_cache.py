@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tierwise.config import CacheSpec
-from tierwise.gateway.semantic_cache import CachedAnswer, SemanticCache, request_keys, same_facts
+from tierwise.gateway.chat.semantic_cache import (
+    CachedAnswer,
+    SemanticCache,
+    request_keys,
+    same_facts,
+)
 from tierwise.routing.features import MiniLMEncoder
 
 SPEC = CacheSpec(enabled=True, ttl=60, max_entries=3, similarity=0.92)

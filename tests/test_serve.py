@@ -9,7 +9,7 @@ import time
 import httpx
 import uvicorn
 
-from tierwise.runtime.serve import KEEP_ALIVE_S, _uvicorn_config
+from tierwise.runtime.serve import KEEP_ALIVE_S, uvicorn_config
 from tierwise.runtime.state import free_port
 
 #: How long httpx keeps an idle pooled connection by default; a server must keep its end
@@ -27,7 +27,7 @@ async def _hello(scope: dict, receive: object, send: object) -> None:  # type: i
 def test_an_idle_connection_outlives_a_clients_pool_expiry() -> None:
     assert KEEP_ALIVE_S > HTTPX_POOL_EXPIRY_S
     port = free_port("127.0.0.1", set())
-    server = uvicorn.Server(_uvicorn_config(_hello, "127.0.0.1", port))
+    server = uvicorn.Server(uvicorn_config(_hello, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

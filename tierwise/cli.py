@@ -304,7 +304,7 @@ def gateway_serve(
     ],
 ) -> None:
     """Serve the gateway of a resolved cluster (started by `tierwise up`)."""
-    from tierwise.runtime.serve import serve_gateway
+    from tierwise.gateway.serve import serve_gateway
 
     try:
         serve_gateway(state_dir)
@@ -490,8 +490,8 @@ def profile(
     photos: Annotated[int, typer.Option(help="Real photos for codec accuracy.")] = 24,
 ) -> None:
     """Measure every node's stages and chat speed, and every codec's size and accuracy."""
+    from tierwise.gateway.profiler import profile_cluster
     from tierwise.ledger.store import Ledger
-    from tierwise.optimize.profile import profile_cluster
     from tierwise.placement.profiles import Profiles
     from tierwise.runtime.state import ClusterState, read_token
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -540,6 +540,10 @@ def format_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+#: every model spec's ``kind``: pydantic puts the discriminator's value in error locations
+_MODEL_KINDS = {
+    get_args(cls.model_fields["kind"].annotation)[0] for cls in get_args(get_args(ModelSpec)[0])
+}
 _NO_INPUT_ECHO = {"missing", "value_error", "model_type", "union_tag_invalid", "dict_type"}
 
 
@@ -548,9 +552,7 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"llama-cpp", "efficientnet-lite", "openai-remote"} or str(item).startswith(
-            "function-"
-        ):
+        elif item in _MODEL_KINDS or str(item).startswith("function-"):
             continue  # discriminator and validator branch names add noise, not location
         else:
             parts.append(("." if parts else "") + str(item))

@@ -40,6 +40,7 @@ from tierwise.federated.fl_model import (
 )
 from tierwise.federated.link_accounting import ClientLeg, RoundRecord, message_bytes, settle_round
 from tierwise.federated.partition import partition_indices
+from tierwise.federated.run_report import build_report, write_report
 
 
 class CountingGrid(Grid):
@@ -104,8 +105,6 @@ class CountingGrid(Grid):
 def run_secagg_server(
     grid: Grid, context: Context, settings: FLSettings, on_round: Any
 ) -> dict[str, Any]:
-    from tierwise.federated.server_app import build_report, write_report
-
     data = inputs_for(settings)
     torch.manual_seed(settings.seed)
     model = build_model(settings.model, len(data.classes))
@@ -138,9 +137,6 @@ def run_secagg_server(
             on_round(record)
         return loss, {"accuracy": accuracy}
 
-    parts = partition_indices(
-        data.y_train, settings.clients, settings.partition_spec, settings.seed
-    )
     strategy = LegacyFedAvg(
         fraction_fit=settings.fraction,
         fraction_evaluate=0.0,
@@ -156,14 +152,7 @@ def run_secagg_server(
         config=ServerConfig(num_rounds=settings.rounds, round_timeout=settings.round_timeout),
         strategy=strategy,
     )
-    workflow = DefaultWorkflow(
-        fit_workflow=SecAggPlusWorkflow(
-            num_shares=settings.clients,
-            reconstruction_threshold=max(2, (2 * settings.clients) // 3),
-            max_weight=float(max(len(p) for p in parts)),
-            timeout=settings.round_timeout,
-        )
-    )
+    workflow = _secagg_workflow(settings, data.y_train)
     started = time.perf_counter()
     workflow(counting, legacy)
     final = get_weights(model)  # the last evaluation loaded the final global model
@@ -172,6 +161,20 @@ def run_secagg_server(
     if settings.report:
         write_report(settings.report, report, final)
     return report
+
+
+def _secagg_workflow(settings: FLSettings, labels: np.ndarray) -> DefaultWorkflow:
+    """Flower's SecAgg+ over every client; updates are weighted by partition size, so the
+    largest partition bounds the weights the masks must cover."""
+    parts = partition_indices(labels, settings.clients, settings.partition_spec, settings.seed)
+    return DefaultWorkflow(
+        fit_workflow=SecAggPlusWorkflow(
+            num_shares=settings.clients,
+            reconstruction_threshold=max(2, (2 * settings.clients) // 3),
+            max_weight=float(max(len(p) for p in parts)),
+            timeout=settings.round_timeout,
+        )
+    )
 
 
 class _SecAggClient(NumPyClient):

@@ -7,13 +7,10 @@ FedProx. The server holds the test set and evaluates the global model after ever
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
@@ -35,6 +32,7 @@ from tierwise.federated.fl_model import (
     set_weights,
 )
 from tierwise.federated.link_accounting import RoundRecord
+from tierwise.federated.run_report import build_report, write_report
 from tierwise.federated.update_strategy import CompressedUpdates
 
 OnRound = Callable[[RoundRecord], None]
@@ -98,46 +96,6 @@ def run_server(
     if settings.report:
         write_report(settings.report, report, final)
     return report
-
-
-def build_report(
-    settings: FLSettings,
-    rounds: list[RoundRecord],
-    initial: dict[str, float],
-    wall_s: float,
-    weights: dict[str, np.ndarray],
-) -> dict[str, Any]:
-    parameters = sum(int(w.size) for w in weights.values())
-    final = next((r.accuracy for r in reversed(rounds) if r.accuracy is not None), None)
-    return {
-        "settings": settings.model_dump(),
-        "parameters": parameters,
-        "model_bytes_fp32": 4 * parameters,
-        "initial_accuracy": initial.get("accuracy"),
-        "final_accuracy": final,
-        "up_bytes": sum(r.up_bytes for r in rounds),
-        "down_bytes": sum(r.down_bytes for r in rounds),
-        "simulated_s": sum(r.simulated_s for r in rounds),
-        "compute_s": sum(r.compute_s for r in rounds),
-        "wall_s": wall_s,
-        "rejected": sum(1 for r in rounds for p in r.problems if "rejected" in p),
-        "rounds": [r.as_dict() for r in rounds],
-    }
-
-
-def write_report(where: str, report: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
-    """The report as JSON and the final global model beside it, each written atomically."""
-    path = Path(where)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model_path = path.with_suffix(".weights.npz")
-    tmp = model_path.with_name(model_path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **weights)  # type: ignore[arg-type]
-    tmp.replace(model_path)
-    report["weights_file"] = str(model_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
 
 
 def make_server_app(settings: FLSettings, on_round: OnRound, sink: dict[str, Any]) -> ServerApp:

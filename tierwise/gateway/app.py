@@ -30,12 +30,12 @@ from starlette.concurrency import run_in_threadpool
 
 import tierwise
 from tierwise.errors import InputError, NotFoundError
+from tierwise.gateway.gateway import Gateway
 from tierwise.gateway.keys import Caller, KeyRing
 from tierwise.gateway.recorder import Served
 from tierwise.gateway.request_options import RequestOptions, parse_options
-from tierwise.gateway.service import Gateway
+from tierwise.net.http_common import BodyLimit, install_error_handlers
 from tierwise.runtime import openai_schema as oa
-from tierwise.runtime.http_common import BodyLimit, install_error_handlers
 
 
 class ChatRequest(oa.ChatCompletionRequest):

@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from tierwise.config import ClusterSpec, GatewaySpec
 from tierwise.errors import BudgetExceeded, TierwiseError, UpstreamError
 from tierwise.gateway.live import LiveView
-from tierwise.ledger.costing import Measured, plan_cost
 from tierwise.ledger.store import BudgetScope, Ledger, Reservation
 from tierwise.placement.cost import PlanTable
+from tierwise.placement.costing import Measured, plan_cost
 from tierwise.placement.plans import Plan
 
 T = TypeVar("T")

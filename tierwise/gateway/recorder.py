@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ from tierwise.gateway.executor import Executed
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.live import LiveView
 from tierwise.gateway.metrics import GatewayMetrics
-from tierwise.gateway.semantic_cache import Hit
 from tierwise.ledger.store import Ledger, RequestRecord
 from tierwise.placement.cost import build_chat_table
 from tierwise.placement.planner import Decision
@@ -39,13 +39,30 @@ class Pending:
     caller: Caller
     task: str
     model: str
-    policy: Policy | None = None
+    #: the policy as merged once at the door (request over API key over gateway); the
+    #: planner may decide under a narrowing of it (chat privacy), which the notes say
+    policy: Policy
     decision: Decision | None = None
-    budget_ok: bool = True
     explain: dict[str, Any] = field(default_factory=dict)
     # Notes for the answer's `tierwise` object and the record: "privacy" (PII kinds found
     # and what was done, never values), "cascade" (confidence, threshold, escalation).
     notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, caller: Caller, task: str, model: str, policy: Policy) -> Pending:
+        return cls(uuid.uuid4().hex, time.time(), caller, task, model, policy)
+
+    def next_step(self) -> Pending:
+        """A second record for the same request (a cascade's escalation): same caller,
+        clock and policy, a new id."""
+        return Pending(
+            uuid.uuid4().hex, self.created_at, self.caller, self.task, self.model, self.policy
+        )
+
+    def why(self) -> dict[str, Any]:
+        """The record's ``explain``: the policy, what was considered, the notes."""
+        policy = self.policy.model_dump(mode="json", exclude_none=True)
+        return {"policy": policy, **self.explain, **self.notes}
 
 
 @dataclass
@@ -111,8 +128,7 @@ class Recorder:
         record.quality = None if np.isnan(quality) else float(quality)
         record.offline, record.attempts = offline, len(executed.attempts)
         record.explain = {
-            **pending.explain,
-            **pending.notes,
+            **pending.why(),
             "relaxed": decision.relaxed,
             "attempts": ext["attempts"],
         }
@@ -120,16 +136,13 @@ class Recorder:
         self._count(record, plan)
         return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd)
 
-    async def cache_hit(self, pending: Pending, hit: Hit, body: dict[str, Any]) -> Served:
-        """Record an answer served from the cache: $0 spent, the original's price saved."""
+    async def cache_hit(
+        self, pending: Pending, cache: dict[str, Any], saved_usd: float, body: dict[str, Any]
+    ) -> Served:
+        """Record an answer served from the cache: $0 spent, ``saved_usd`` (the original
+        answer's all-cloud price) saved. ``cache`` says what matched, for the record."""
         latency_ms = (time.time() - pending.created_at) * 1e3
         tier = "device" if self.spec.gateway is None else self.spec.gateway.tier
-        cache = {
-            "hit": hit.kind,
-            "similarity": round(hit.similarity, 4),
-            "of_request": hit.answer.request_id,
-            "saved_usd": hit.answer.cloud_usd,
-        }
         zero = {"usd": 0.0, "joules": 0.0, "bytes_up": 0, "bytes_down": 0}
         ext = {
             "request_id": pending.id,
@@ -143,8 +156,8 @@ class Recorder:
             "measured": {"latency_ms": round(latency_ms, 3), **zero},
         }
         record = _new(pending, "cache", tier, "ok")
-        record.latency_ms, record.cloud_usd, record.attempts = latency_ms, hit.answer.cloud_usd, 0
-        record.explain = {"cache": cache}
+        record.latency_ms, record.cloud_usd, record.attempts = latency_ms, saved_usd, 0
+        record.explain = {**pending.why(), "cache": cache}
         await run_in_threadpool(self.ledger.record, record)
         self.metrics.requests.labels(
             task=pending.task, tier=tier, model=pending.model, status="ok"
@@ -156,7 +169,7 @@ class Recorder:
         record = _new(pending, "-", "", status)
         record.error = f"{exc.code}: {exc.message}"
         record.offline = self.live.offline()
-        record.explain = {**pending.explain, **pending.notes, "error": exc.message}
+        record.explain = {**pending.why(), "error": exc.message}
         with contextlib.suppress(Exception):  # never mask the request's own error
             await run_in_threadpool(self.ledger.record, record)
         self.metrics.requests.labels(

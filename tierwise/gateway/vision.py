@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -17,24 +16,20 @@ from starlette.concurrency import run_in_threadpool
 from tierwise.codecs import wire
 from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.registry import decode_message, get_codec
-from tierwise.config import CifarNetModel, EfficientNetLiteModel
 from tierwise.errors import ConfigError, InputError, NotFoundError, TierwiseError, UpstreamError
 from tierwise.gateway.keys import Caller
+from tierwise.gateway.pipeline import Pipeline
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
-from tierwise.ledger.costing import Measured, cost_bound
-from tierwise.models import cifar_input
 from tierwise.models.base import top_k as ranked_classes
-from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
+from tierwise.models.kinds import vision_kind
 from tierwise.placement.cost import PlanTable, build_vision_table
+from tierwise.placement.costing import Measured, cost_bound
 from tierwise.placement.planner import decide
 from tierwise.placement.plans import Plan, variant_plans, vision_plans
 from tierwise.placement.profiles import ANY_NODE, codec_metric
-from tierwise.runtime.node_app import decode_image
+from tierwise.runtime.images import decode_image
 from tierwise.runtime.node_client import PayloadReply
-
-if TYPE_CHECKING:
-    from tierwise.gateway.service import Gateway
 
 TABLE_REFRESH_S = 1.0
 
@@ -50,23 +45,25 @@ class VisionModel:
 
 
 class VisionService:
-    def __init__(self, core: Gateway) -> None:
-        self.core = core
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._shared = pipeline.shared
         self.models: dict[str, VisionModel] = {}
         self._tables: dict[str, tuple[int, float, PlanTable]] = {}
 
     async def discover(self) -> None:
         """Learn each staged model's stages from a node that hosts it (the local one first),
         and the variants of it that nodes serve (`tierwise optimize` made them)."""
-        spec, tier = self.core.spec, self.core.gw.tier
+        spec, tier = self._shared.spec, self._shared.gw.tier
         infos: dict[str, dict[str, Any]] = {}
         for node in sorted(spec.nodes, key=lambda n: n.tier != tier):
             with contextlib.suppress(UpstreamError):
-                infos[node.name] = await self.core.clients[node.name].info()
+                infos[node.name] = await self._shared.nodes.client(node.name).info()
         for name, model in spec.models.items():
-            if not isinstance(model, EfficientNetLiteModel | CifarNetModel):
+            kind = vision_kind(model)
+            if kind is None:
                 continue
-            learned = self._learned_codecs(name, model)
+            learned = self._learned_codecs(name, kind.codecs(model))
             entry = next(
                 (m for info in infos.values() for m in info["models"] if m["name"] == name), None
             )
@@ -75,7 +72,7 @@ class VisionService:
             n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
             plans = vision_plans(spec, name, n, tier, learned_codecs=learned)
             plans += self._variant_plans(name, infos)
-            self.models[name] = VisionModel(name, n, size, plans, *_inputs(model, size))
+            self.models[name] = VisionModel(name, n, size, plans, *kind.inputs(model, size))
 
     def _variant_plans(self, base: str, infos: dict[str, dict[str, Any]]) -> list[Plan]:
         """Plans for each variant of ``base`` some node serves; its card seeds its quality."""
@@ -87,22 +84,20 @@ class VisionService:
                     hosts.setdefault(entry["name"], []).append(node)
                     entries[entry["name"]] = entry
         plans: list[Plan] = []
-        profiles, tier = self.core.profiles, self.core.gw.tier
+        profiles, tier = self._shared.profiles, self._shared.gw.tier
         for variant, entry in sorted(entries.items()):
             agreement = (entry.get("measured") or {}).get("agreement")
             if agreement is not None and not profiles.has(ANY_NODE, variant, "model:agreement"):
                 count = int((entry.get("measured") or {}).get("n") or 1)
                 profiles.set(ANY_NODE, variant, "model:agreement", float(agreement), count)
             n = len(entry["stages"])
-            plans += variant_plans(self.core.spec, base, variant, hosts[variant], n, tier)
+            plans += variant_plans(self._shared.spec, base, variant, hosts[variant], n, tier)
         return plans
 
-    def _learned_codecs(
-        self, name: str, model: EfficientNetLiteModel | CifarNetModel
-    ) -> dict[int, tuple[str, ...]]:
+    def _learned_codecs(self, name: str, codecs: list[Path]) -> dict[int, tuple[str, ...]]:
         """The model's trained codecs by split; their cards seed what the planner knows."""
         by_split: dict[int, tuple[str, ...]] = {}
-        for i, path in enumerate(model.codecs):
+        for i, path in enumerate(codecs):
             try:
                 header = read_header(path)
             except InputError as exc:
@@ -116,49 +111,55 @@ class VisionService:
             count = int(header.measured("n") or 1)
             for what, value in measured.items():
                 metric = codec_metric(header.name, header.split, what)
-                if value is not None and not self.core.profiles.has(ANY_NODE, name, metric):
-                    self.core.profiles.set(ANY_NODE, name, metric, value, count)
+                if value is not None and not self._shared.profiles.has(ANY_NODE, name, metric):
+                    self._shared.profiles.set(ANY_NODE, name, metric, value, count)
         return by_split
 
     async def classify(
         self, caller: Caller, image_bytes: bytes, model: str, top_k: int, options: RequestOptions
     ) -> Served:
-        pending = Pending(uuid.uuid4().hex, time.time(), caller, "classify", model)
+        policy = self._pipeline.policy_for(caller, options)
+        pending = Pending.new(caller, "classify", model, policy)
         try:
             vm = self._model(model)
             x = vm.preprocess(decode_image(image_bytes))
-            executed = await self.core.plan_and_run(
-                pending, self.table(vm), options, lambda plan, _: self._run(plan, x), self._bound
+            executed = await self._pipeline.run(
+                pending,
+                self.table(vm),
+                policy,
+                options.pinned_plan,
+                lambda plan, _: self._run(plan, x),
+                self._bound,
             )
         except TierwiseError as exc:
-            await self.core.recorder.failed(pending, exc)
+            await self._shared.recorder.failed(pending, exc)
             raise
         logits = np.asarray(executed.result).reshape(-1)
         ranked = ranked_classes(logits, vm.labels(), top_k)
         body = {"model": model, "predictions": [p.__dict__ for p in ranked]}
-        return await self.core.recorder.served(pending, executed, body)
+        return await self._shared.recorder.served(pending, executed, body)
 
     def table(self, vm: VisionModel) -> PlanTable:
         """The model's plan table, rebuilt at most once a second as profiles learn."""
-        profiles, now = self.core.profiles, time.monotonic()
+        profiles, now = self._shared.profiles, time.monotonic()
         cached = self._tables.get(vm.name)
         if cached is not None:
             version, built, table = cached
             if version == profiles.version or now - built < TABLE_REFRESH_S:
                 return table
-        table = build_vision_table(self.core.spec, vm.plans, profiles)
+        table = build_vision_table(self._shared.spec, vm.plans, profiles)
         self._tables[vm.name] = (profiles.version, now, table)
         return table
 
     def current_plans(self, model: str) -> dict[str, Any]:
         """Every plan of a vision model as the planner sees it now (default policy)."""
         table = self.table(self._model(model))
-        live = self.core.live.state(table)
-        policy = self.core.gw.policy
+        live = self._shared.live.state(table)
+        policy = self._shared.gw.policy
         decision = decide(table, live, policy, budget_ok=True)
         links = {
             name: {"bandwidth": est.bandwidth, "rtt": est.rtt, "up": est.is_up()}
-            for name, est in self.core.live.links.items()
+            for name, est in self._shared.live.links.items()
         }
         return {"model": model, "links": links, "plans": decision.explain(policy, True, live)}
 
@@ -195,7 +196,7 @@ class VisionService:
                 head.rapl_joules,
             )
         metric = codec_metric(plan.codec, plan.split, "bytes")
-        self.core.profiles.observe(ANY_NODE, plan.profile_model, metric, len(payload))
+        self._shared.profiles.observe(ANY_NODE, plan.profile_model, metric, len(payload))
         reply = await self._stage_call(plan.tail_node, model, payload, plan.split, n, plan.link)
         m.tail_compute_s = reply.compute_ms / 1e3
         if head_joules is not None and reply.rapl_joules is not None:
@@ -214,35 +215,28 @@ class VisionService:
         out_codec: str = "raw",
     ) -> PayloadReply:
         """One stage call; what it measured teaches the node's profile and the link."""
-        core = self.core
-        call = core.clients[node].run_payload(model, payload, start, end, out_codec)
-        reply: PayloadReply = await core.node_call(node, link, call)
+        shared = self._shared
+        call = shared.nodes.client(node).run_payload(model, payload, start, end, out_codec)
+        reply: PayloadReply = await shared.nodes.call(node, link, call)
         compute_s = reply.compute_ms / 1e3
-        core.live.node_served(node, compute_s)
-        core.profiles.observe_stages(node, model, start, end, reply.compute_ms)
+        shared.live.node_served(node, compute_s)
+        shared.profiles.observe_stages(node, model, start, end, reply.compute_ms)
         if link is not None:
             t = reply.transfer
-            core.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, compute_s)
+            shared.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, compute_s)
         return reply
 
     def _bound(self, plan: Plan, timeout: float) -> float:
-        profiles = self.core.profiles
+        profiles = self._shared.profiles
         out = profiles.get(ANY_NODE, plan.profile_model, "out:bytes") or 8192
         sent = 0.0
         if plan.codec is not None:
             metric = codec_metric(plan.codec, plan.split, "bytes")
             sent = profiles.get(ANY_NODE, plan.profile_model, metric) or 0.0
-        return cost_bound(self.core.spec, plan, timeout, int(2 * sent + 4096), int(2 * out + 4096))
+        return cost_bound(
+            self._shared.spec, plan, timeout, int(2 * sent + 4096), int(2 * out + 4096)
+        )
 
 
 def _logits(reply: PayloadReply) -> np.ndarray:
     return decode_message(wire.decode_tensor(reply.payload))
-
-
-def _inputs(
-    model: EfficientNetLiteModel | CifarNetModel, size: int
-) -> tuple[Callable[[Image.Image], np.ndarray], Callable[[], list[str]]]:
-    """How a photo becomes the model's input, and its class names (no torch needed)."""
-    if isinstance(model, CifarNetModel):
-        return cifar_input.preprocess_image, cifar_input.labels
-    return functools.partial(preprocess_image, size=size), imagenet_labels

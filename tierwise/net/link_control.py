@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tierwise.net.http_common import BearerAuth, install_error_handlers
 from tierwise.net.link_proxy import LinkProxy
-from tierwise.runtime.http_common import BearerAuth, install_error_handlers
 from tierwise.units import parse_duration, parse_rate
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierwise.config import ClusterSpec
-from tierwise.ledger.costing import Measured, plan_cost
 from tierwise.ledger.prices import is_paid
+from tierwise.placement.costing import Measured, plan_cost
 from tierwise.placement.plans import Plan
 from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric
 

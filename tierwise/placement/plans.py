@@ -85,43 +85,71 @@ def vision_plans(
         link = spec.link_between(client_tier, tail.tier)
         if tail.tier == client_tier or link is None:
             continue
-        tiers = (client_tier, tail.tier)
-        for codec in input_codecs:
-            plans.append(
-                Plan(
-                    f"{tail.name}/{codec}",
-                    "classify",
-                    model,
-                    None,
-                    tail.name,
-                    0,
-                    n_stages,
-                    codec,
-                    link.name,
-                    (tail.tier,),
-                    "raw",
-                )
-            )
-        if head is None:
-            continue
-        for split in range(1, n_stages):
-            for codec in (*feature_codecs, *(learned_codecs or {}).get(split, ())):
-                plans.append(
-                    Plan(
-                        f"split@{split}/{tail.name}/{codec}",
-                        "classify",
-                        model,
-                        head,
-                        tail.name,
-                        split,
-                        n_stages,
-                        codec,
-                        link.name,
-                        tiers,
-                        "features",
-                    )
-                )
+        plans += _offload_plans(model, tail.name, tail.tier, n_stages, link.name, input_codecs)
+        if head is not None:
+            crossing = _Crossing(head, tail.name, link.name, (client_tier, tail.tier))
+            plans += _split_plans(model, crossing, n_stages, feature_codecs, learned_codecs or {})
     return plans
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    """A split plan's two nodes, the link between them, and the tiers it runs on."""
+
+    head: str
+    tail: str
+    link: str
+    tiers: tuple[Tier, ...]
+
+
+def _offload_plans(
+    model: str, tail: str, tier: Tier, n_stages: int, link: str, codecs: tuple[str, ...]
+) -> list[Plan]:
+    """The whole model on ``tail``: the input crosses the link, in each input codec."""
+    return [
+        Plan(
+            f"{tail}/{codec}",
+            "classify",
+            model,
+            None,
+            tail,
+            0,
+            n_stages,
+            codec,
+            link,
+            (tier,),
+            "raw",
+        )
+        for codec in codecs
+    ]
+
+
+def _split_plans(
+    model: str,
+    crossing: _Crossing,
+    n_stages: int,
+    feature_codecs: tuple[str, ...],
+    learned_codecs: dict[int, tuple[str, ...]],
+) -> list[Plan]:
+    """Head stages on the client's tier, the rest on the far node, at every split point."""
+    c = crossing
+    return [
+        Plan(
+            f"split@{split}/{c.tail}/{codec}",
+            "classify",
+            model,
+            c.head,
+            c.tail,
+            split,
+            n_stages,
+            codec,
+            c.link,
+            c.tiers,
+            "features",
+        )
+        for split in range(1, n_stages)
+        for codec in (*feature_codecs, *learned_codecs.get(split, ()))
+    ]
 
 
 def variant_plans(

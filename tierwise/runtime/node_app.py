@@ -15,7 +15,6 @@ Endpoints (all but /healthz need the cluster's bearer token):
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,19 +23,17 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 import tierwise
 from tierwise.codecs import wire
 from tierwise.codecs.registry import decode_message, get_codec
 from tierwise.config import ClusterSpec, NodeSpec
-from tierwise.errors import ImageDecodeError, InputError, NotFoundError, TierwiseError
+from tierwise.errors import InputError, NotFoundError, TierwiseError
 from tierwise.ledger.energy import RaplMeter
 from tierwise.models.base import ChatChunk, ChatModel, StagedModel, Usage
 from tierwise.models.registry import NodeModels
-from tierwise.runtime import openai_schema as oa
-from tierwise.runtime.http_common import (
+from tierwise.net.http_common import (
     ASGIApp,
     BearerAuth,
     BodyLimit,
@@ -46,6 +43,8 @@ from tierwise.runtime.http_common import (
     error_body,
     install_error_handlers,
 )
+from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.images import decode_image
 from tierwise.runtime.metrics import NodeMetrics
 from tierwise.runtime.threaded_stream import ThreadedStream
 
@@ -258,17 +257,6 @@ def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
         "wire_format": {"content_type": wire.CONTENT_TYPE, "version": wire.VERSION},
         "models": entries,
     }
-
-
-def decode_image(data: bytes) -> Image.Image:
-    if not data:
-        raise ImageDecodeError("the request body is empty; send the image file's bytes")
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"cannot decode the body as an image: {exc}") from exc
-    return image
 
 
 def _check_stage_range(staged: StagedModel, start: int, end: int) -> None:

@@ -1,4 +1,5 @@
-"""Process entry points: serve one node, or one link proxy, from a cluster state file.
+"""Process entry points: serve one node, or one link proxy, from a cluster state file
+(the gateway's is :mod:`tierwise.gateway.serve`).
 
 These run in the child processes that ``tierwise up`` starts (or on a real machine,
 one node per host). Settings are read from the environment here, at the process
@@ -8,7 +9,6 @@ edge, and passed down; nothing below reads ``os.environ``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +18,6 @@ import uvicorn
 from tierwise.config import ClusterSpec
 from tierwise.errors import ConfigError
 from tierwise.runtime.state import ClusterState
-
-log = logging.getLogger("tierwise.serve")
 
 
 def token_from_env(spec: ClusterSpec, env: Mapping[str, str]) -> str | None:
@@ -47,7 +45,7 @@ def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.envi
     try:
         settings = NodeSettings(state.spec, node, token, rapl if rapl and rapl.available else None)
         app = create_node_app(settings, models)
-        uvicorn.Server(_uvicorn_config(app, node.host, node.port)).run()
+        uvicorn.Server(uvicorn_config(app, node.host, node.port)).run()
     finally:
         models.close()
 
@@ -76,35 +74,8 @@ async def _serve_link(state: ClusterState, link_name: str, token: str | None) ->
     proxy = LinkProxy(link.name, LinkSettings.from_spec(link.emulate), routes)
     async with proxy:
         app = create_link_app(proxy, token)
-        server = uvicorn.Server(_uvicorn_config(app, "127.0.0.1", link.control_port))
+        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", link.control_port))
         await server.serve()
-
-
-def serve_gateway(state_dir: Path, env: Mapping[str, str] = os.environ) -> None:
-    """Profile what is missing (first start only), then serve the gateway."""
-    from tierwise.gateway.app import create_gateway_app
-    from tierwise.gateway.keys import KeyRing
-    from tierwise.gateway.service import Gateway
-    from tierwise.ledger.store import Ledger
-    from tierwise.optimize.profile import profile_cluster
-    from tierwise.placement.profiles import Profiles
-
-    state = ClusterState.load(state_dir)
-    gw = state.spec.gateway
-    if gw is None:
-        raise ConfigError("gateway: the cluster spec has no gateway section")
-    token = token_from_env(state.spec, env)
-    keys = KeyRing(gw.api_keys, env)
-    ledger = Ledger(state.ledger_url)
-    try:
-        profiles = Profiles.from_rows(ledger.load_profiles())
-        profile_cluster(state, token or "", profiles, log.warning, only_missing=True)
-        ledger.save_profiles(profiles.rows())
-        gateway = Gateway(state, token or "", ledger, profiles)
-        app = create_gateway_app(gateway, keys, gw.max_request_bytes)
-        uvicorn.Server(_uvicorn_config(app, gw.host, gw.port)).run()
-    finally:
-        ledger.close()
 
 
 #: How long an idle keep-alive connection stays open. uvicorn's default (5 s) equals
@@ -115,7 +86,7 @@ def serve_gateway(state_dir: Path, env: Mapping[str, str] = os.environ) -> None:
 KEEP_ALIVE_S = 30
 
 
-def _uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,

@@ -1,4 +1,4 @@
-"""``tierwise profile``: measure what the planner needs to predict.
+"""``tierwise profile``, and the gateway's first start: measure what the planner predicts.
 
 Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Profiles`:
 
@@ -13,6 +13,7 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -21,15 +22,10 @@ from typing import Any
 import numpy as np
 
 from tierwise.codecs.registry import get_codec
-from tierwise.config import (
-    CifarNetModel,
-    ClusterSpec,
-    EfficientNetLiteModel,
-    LlamaCppModel,
-    OpenAIRemoteModel,
-)
+from tierwise.config import ClusterSpec
 from tierwise.datasets.photos import photo_set
 from tierwise.models.base import StagedModel
+from tierwise.models.kinds import BuildContext, hosted_models, kind_of, vision_kind
 from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
 from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric, stage_metric
 from tierwise.runtime.node_client import NodeClient
@@ -54,7 +50,7 @@ async def profile_nodes(
                 spec = state.spec.models.get(model["name"])
                 if "stages" in model:
                     await _profile_stages(client, node.name, model, profiles, repeats)
-                elif isinstance(spec, LlamaCppModel | OpenAIRemoteModel):
+                elif spec is not None and kind_of(spec).role == "chat":
                     await _profile_chat(client, node.name, model["name"], profiles)
                 progress(f"profiled {model['name']} on {node.name}")
 
@@ -183,22 +179,16 @@ def missing_codec_profiles(spec: ClusterSpec, profiles: Profiles) -> list[str]:
     """Staged models hosted somewhere whose codec profile is not stored yet."""
     return [
         name
-        for name, model in spec.models.items()
-        if isinstance(model, EfficientNetLiteModel | CifarNetModel)
-        and any(name in n.models for n in spec.nodes)
-        and not profiles.has(ANY_NODE, name, "out:bytes")
+        for name in hosted_models(spec, "staged-vision")
+        if not profiles.has(ANY_NODE, name, "out:bytes")
     ]
 
 
 def missing_node_profiles(spec: ClusterSpec, profiles: Profiles) -> bool:
     for node in spec.nodes:
         for name in node.models:
-            model = spec.models[name]
-            metric = (
-                stage_metric(0)
-                if isinstance(model, EfficientNetLiteModel | CifarNetModel)
-                else "llm:decode_tok_s"
-            )
+            role = kind_of(spec.models[name]).role
+            metric = stage_metric(0) if role == "staged-vision" else "llm:decode_tok_s"
             if not profiles.has(node.name, name, metric):
                 return True
     return False
@@ -218,11 +208,7 @@ def profile_cluster(
     names = (
         missing_codec_profiles(state.spec, profiles)
         if only_missing
-        else [
-            n
-            for n, m in state.spec.models.items()
-            if isinstance(m, EfficientNetLiteModel | CifarNetModel)
-        ]
+        else [n for n, m in state.spec.models.items() if kind_of(m).role == "staged-vision"]
     )
     client_tier = state.spec.gateway.tier if state.spec.gateway else "device"
     local = {m for n in state.spec.nodes_in(client_tier) for m in n.models}
@@ -235,12 +221,6 @@ def profile_cluster(
 
 def _staged_model(spec: ClusterSpec, name: str) -> StagedModel:
     """The model in this process, to measure codecs on (learned ones bring their cards)."""
-    model_spec = spec.models[name]
-    if isinstance(model_spec, CifarNetModel):
-        from tierwise.models.cifar_net import CifarNet
-
-        return CifarNet(name, model_spec.path)
-    assert isinstance(model_spec, EfficientNetLiteModel)
-    from tierwise.models.efficientnet_lite import EfficientNetLite
-
-    return EfficientNetLite(name, model_spec.variant)
+    kind = vision_kind(spec.models[name])
+    assert kind is not None, f"{name} is not a staged vision model"
+    return kind.build(name, spec.models[name], BuildContext(threads=os.cpu_count() or 1, env={}))

@@ -1,0 +1,1 @@
+"""Chat requests: the answerers (planned, privacy, cascade, cache) and their composition."""

@@ -1,0 +1,89 @@
+"""The gateway as a whole: it builds its parts, starts them and stops them.
+
+What a request does on its way through lives in :mod:`~tierwise.gateway.pipeline` (the
+shared path) and in the services, :mod:`~tierwise.gateway.vision` and
+:mod:`~tierwise.gateway.chat`; this module only composes them and runs their lifecycle:
+discover the models nodes serve, load tokenizers and the router, probe the links, save
+what the profiles learned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from tierwise.errors import ClusterError
+from tierwise.gateway.chat.service import ChatService
+from tierwise.gateway.executor import Executor
+from tierwise.gateway.live import LiveView
+from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.gateway.nodes import NodeCalls
+from tierwise.gateway.pipeline import Pipeline, Shared
+from tierwise.gateway.recorder import Recorder
+from tierwise.gateway.vision import VisionService
+from tierwise.ledger.store import Ledger
+from tierwise.placement.profiles import Profiles
+from tierwise.runtime.node_client import NodeClient
+from tierwise.runtime.state import ClusterState
+
+PROFILE_SAVE_S = 30.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        state: ClusterState,
+        node_token: str,
+        ledger: Ledger,
+        profiles: Profiles,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        spec, gw = state.spec, state.spec.gateway
+        if gw is None:
+            raise ClusterError("the cluster spec has no `gateway:` section")
+        timeout = gw.attempt_timeout + 5
+        clients = {
+            n.name: NodeClient(state.url_from(gw.tier, n.name), node_token, timeout=timeout)
+            for n in spec.nodes
+        }
+        self.live = LiveView(spec, gw.tier, clients, clock, gw.probe_after_idle)
+        self.metrics = GatewayMetrics()
+        self.ledger, self.profiles = ledger, profiles
+        self.nodes = NodeCalls(clients, self.live)
+        recorder = Recorder(spec, ledger, profiles, self.live, self.metrics)
+        shared = Shared(spec, gw, profiles, self.live, self.nodes, recorder, ledger)
+        self.pipeline = Pipeline(shared, Executor(spec, gw, ledger, self.live), self.metrics)
+        self.vision = VisionService(self.pipeline)
+        self.chat = ChatService(self.pipeline)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.vision.discover()
+        await run_in_threadpool(self.chat.load)
+        shared = self.pipeline.shared
+        for link in shared.spec.links:
+            if shared.gw.tier in (link.a, link.b):
+                for _ in range(2):
+                    await self.live.probe(link.name)
+        self._tasks = [
+            asyncio.create_task(self.live.run_prober()),
+            asyncio.create_task(self._save_profiles_every(PROFILE_SAVE_S)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await run_in_threadpool(self.ledger.save_profiles, self.profiles.rows())
+        await self.nodes.aclose()
+        self.chat.close()
+
+    async def _save_profiles_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await run_in_threadpool(self.ledger.save_profiles, self.profiles.rows())

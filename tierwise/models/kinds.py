@@ -1,0 +1,200 @@
+"""Model kinds: one entry per spec ``kind``, the only place that maps a kind to its code.
+
+Each entry says what the kind is for (its :data:`Role`), how a node builds it, and what
+the gateway needs to plan for it without loading it: a chat model's context window and
+prompt counting, a staged vision model's input preprocessing and class names. The
+gateway, the profiler and the CLI ask an entry; none of them branches on spec classes.
+Heavy backends (torch, llama.cpp) are imported inside the entry's methods, only when a
+process needs that kind.
+
+Adding a kind: its spec class in :mod:`tierwise.config` (a member of ``ModelSpec``), its
+adapter under ``tierwise/models/``, and one entry in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from tierwise.config import (
+    CifarNetModel,
+    ClusterSpec,
+    EfficientNetLiteModel,
+    LlamaCppModel,
+    ModelSpec,
+    OpenAIRemoteModel,
+)
+from tierwise.errors import ConfigError
+from tierwise.models.base import ChatMessage, ChatModel, StagedModel
+
+#: what a model is for: chat answers text; staged vision runs in stages that split plans cut
+Role = Literal["chat", "staged-vision"]
+Spec = TypeVar("Spec")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a node gives the models it builds: its CPU threads and its environment."""
+
+    threads: int
+    env: Mapping[str, str]
+
+
+class ModelKind(ABC, Generic[Spec]):
+    name: str
+    spec_class: type[Spec]
+    role: Role
+
+
+class ChatKind(ModelKind[Spec]):
+    role: Role = "chat"
+
+    @abstractmethod
+    def build(self, name: str, spec: Spec, ctx: BuildContext) -> ChatModel: ...
+
+    def context_window(self, spec: Spec) -> int | None:
+        """Tokens the model holds, prompt and answer together (None: not known here)."""
+        return None
+
+    def prompt_tokenizer(self, name: str, spec: Spec) -> Any | None:
+        """A light tokenizer to count prompts with in the gateway (None: there is none)."""
+        return None
+
+    def count_prompt(self, spec: Spec, messages: list[ChatMessage]) -> int | None:
+        """The prompt's tokens, where counting needs no tokenizer object."""
+        return None
+
+
+class VisionKind(ModelKind[Spec]):
+    role: Role = "staged-vision"
+
+    @abstractmethod
+    def build(self, name: str, spec: Spec, ctx: BuildContext) -> StagedModel: ...
+
+    @abstractmethod
+    def inputs(
+        self, spec: Spec, size: int
+    ) -> tuple[Callable[[Image.Image], np.ndarray], Callable[[], list[str]]]:
+        """How a photo becomes the model's input, and its class names (no torch needed)."""
+
+    def codecs(self, spec: Spec) -> list[Path]:
+        """The learned feature codecs trained for this model (each knows its split)."""
+        found: list[Path] = getattr(spec, "codecs", [])
+        return found
+
+
+class LlamaCppKind(ChatKind[LlamaCppModel]):
+    name, spec_class = "llama-cpp", LlamaCppModel
+
+    def build(self, name: str, spec: LlamaCppModel, ctx: BuildContext) -> ChatModel:
+        from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
+
+        path = resolve_gguf(spec.gguf)
+        return LlamaCppChat(name, path, spec.n_ctx, ctx.threads, spec.max_tokens_default)
+
+    def context_window(self, spec: LlamaCppModel) -> int | None:
+        return spec.n_ctx
+
+    def prompt_tokenizer(self, name: str, spec: LlamaCppModel) -> Any | None:
+        from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
+
+        return LlamaCppChat(name, resolve_gguf(spec.gguf), spec.n_ctx, 1, 1, vocab_only=True)
+
+
+class OpenAIRemoteKind(ChatKind[OpenAIRemoteModel]):
+    name, spec_class = "openai-remote", OpenAIRemoteModel
+
+    def build(self, name: str, spec: OpenAIRemoteModel, ctx: BuildContext) -> ChatModel:
+        from tierwise.models.openai_remote import OpenAIRemoteChat
+
+        api_key = None
+        if spec.api_key_env:
+            api_key = ctx.env.get(spec.api_key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"models.{name}.api_key_env: environment variable {spec.api_key_env} is not set"
+                )
+        return OpenAIRemoteChat(name, spec.base_url, spec.remote_model, api_key, spec.timeout)
+
+    def count_prompt(self, spec: OpenAIRemoteModel, messages: list[ChatMessage]) -> int | None:
+        from tierwise.models.openai_tokens import count_chat_tokens
+
+        return count_chat_tokens(spec.remote_model, messages)
+
+
+class EfficientNetLiteKind(VisionKind[EfficientNetLiteModel]):
+    name, spec_class = "efficientnet-lite", EfficientNetLiteModel
+
+    def build(self, name: str, spec: EfficientNetLiteModel, ctx: BuildContext) -> StagedModel:
+        from tierwise.models.efficientnet_lite import EfficientNetLite
+
+        return EfficientNetLite(name, spec.variant)
+
+    def inputs(
+        self, spec: EfficientNetLiteModel, size: int
+    ) -> tuple[Callable[[Image.Image], np.ndarray], Callable[[], list[str]]]:
+        from tierwise.models.efficientnet_lite import imagenet_labels, preprocess_image
+
+        return functools.partial(preprocess_image, size=size), imagenet_labels
+
+
+class CifarNetKind(VisionKind[CifarNetModel]):
+    name, spec_class = "cifar-net", CifarNetModel
+
+    def build(self, name: str, spec: CifarNetModel, ctx: BuildContext) -> StagedModel:
+        from tierwise.models.cifar_net import CifarNet
+
+        return CifarNet(name, spec.path)
+
+    def inputs(
+        self, spec: CifarNetModel, size: int
+    ) -> tuple[Callable[[Image.Image], np.ndarray], Callable[[], list[str]]]:
+        from tierwise.models import cifar_input
+
+        return cifar_input.preprocess_image, cifar_input.labels
+
+
+AnyKind = ChatKind[Any] | VisionKind[Any]
+
+#: spec ``kind`` → its entry: the one registry of model kinds
+KINDS: dict[str, AnyKind] = {
+    k.name: k for k in (LlamaCppKind(), OpenAIRemoteKind(), EfficientNetLiteKind(), CifarNetKind())
+}
+
+
+def kind_of(spec: ModelSpec) -> AnyKind:
+    """The entry for a model spec; every spec class config accepts has one."""
+    try:
+        return KINDS[spec.kind]
+    except KeyError:
+        raise ConfigError(
+            f"model kind {spec.kind!r} has no entry in tierwise.models.kinds; kinds: "
+            f"{sorted(KINDS)}"
+        ) from None
+
+
+def chat_kind(spec: ModelSpec) -> ChatKind[Any] | None:
+    kind = kind_of(spec)
+    return kind if isinstance(kind, ChatKind) else None
+
+
+def vision_kind(spec: ModelSpec) -> VisionKind[Any] | None:
+    kind = kind_of(spec)
+    return kind if isinstance(kind, VisionKind) else None
+
+
+def hosted_models(spec: ClusterSpec, role: Role) -> list[str]:
+    """The models of ``role`` some node of the cluster hosts, in spec order."""
+    hosted = {m for n in spec.nodes for m in n.models}
+    return [
+        name
+        for name, model in spec.models.items()
+        if name in hosted and kind_of(model).role == role
+    ]
