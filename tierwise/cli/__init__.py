@@ -198,7 +198,7 @@ def _endpoints_table(state: Any, check: bool = False) -> Table:
 @app.command()
 def demo(config: ConfigOpt = None) -> None:
     """Start the local cluster, send a chat prompt and a photo to each tier, print a table."""
-    from tierwise.demo import run_demo
+    from tierwise.runtime.demo import run_demo
 
     try:
         run_demo(_spec(config), console)
@@ -1312,6 +1312,6 @@ def bench_fl(
         console.print(f"wrote {path}")
 
 
-from tierwise.fl_cli import fl_app  # noqa: E402 - registered last, like the other groups
+from tierwise.cli.fl import fl_app  # noqa: E402 - registered last, like the other groups
 
 app.add_typer(fl_app, name="fl")

@@ -1,6 +1,6 @@
 """``tierwise fl``: federated learning on Flower (``run`` simulates, ``up`` deploys).
 
-Kept apart from cli.py, which registers it, so that module stays a table of contents.
+Kept apart from the cli package, which registers it, so that module stays a table of contents.
 """
 
 from __future__ import annotations
