@@ -1,22 +1,17 @@
-"""``tierwise fl``: federated learning on Flower (``run`` simulates, ``up`` deploys).
-
-Kept apart from cli.py, which registers it, so that module stays a table of contents.
-"""
+"""``tierwise fl``: federated learning on Flower (``run`` simulates, ``up`` deploys)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tierwise.cli.common import console, data_folder, print_error
 from tierwise.errors import TierwiseError
 from tierwise.units import format_bytes, format_duration
 
@@ -24,9 +19,6 @@ fl_app = typer.Typer(
     help="Federated learning on Flower with compressed updates over slow links.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
-
 Opt = typer.Option
 Clients = Annotated[int, Opt(help="Number of clients (SuperNodes).")]
 Rounds = Annotated[int, Opt(help="Federated rounds.")]
@@ -54,7 +46,7 @@ Fraction = Annotated[float, Opt(help="Share of clients sampled each round.")]
 MinClients = Annotated[int, Opt(help="Fewest usable updates that still move the model.")]
 RoundTimeout = Annotated[float, Opt(help="Seconds a round waits for slow or lost clients.")]
 Seed = Annotated[int, Opt(help="Seed for partitioning, sampling and rounding.")]
-DataOpt = Annotated[
+FlDataOpt = Annotated[
     Path | None,
     Opt(help="CIFAR-10 shared folder or a train/ test/ class-folder tree "
         "(default: $TIERWISE_DATA or ../shared/data)."),
@@ -64,13 +56,15 @@ ReportOpt = Annotated[Path | None, Opt(help="Where to write the JSON report (and
 
 def settings_from_options(**options: Any) -> Any:
     """FLSettings from CLI values, or a clear error naming the bad option."""
+    from pydantic import ValidationError
+
     from tierwise.federated.fl_config import FLSettings
 
     try:
         return FLSettings(**options)
     except ValidationError as exc:
         problems = "; ".join(_option_error(e) for e in exc.errors())
-        err_console.print(f"[bold red]error:[/bold red] {problems}")
+        print_error(problems)
         raise typer.Exit(2) from None
 
 
@@ -113,7 +107,7 @@ def fl_run(
     min_clients: MinClients = 2,
     round_timeout: RoundTimeout = 600.0,
     seed: Seed = 0,
-    data: DataOpt = None,
+    data: FlDataOpt = None,
     report: ReportOpt = None,
     inject_fault: Annotated[
         str,
@@ -140,7 +134,7 @@ fl_up.__doc__ = (
 
 def _execute(options: dict[str, Any], deploy: bool) -> None:
     data, report, fault = options.pop("data"), options.pop("report"), options.pop("inject_fault")
-    folder = data or Path(os.environ.get("TIERWISE_DATA") or "../shared/data")
+    folder = data_folder(data)
     out = report or _default_report()
     settings = settings_from_options(
         **options, data=str(folder.resolve()), report=str(out.resolve()), fault=fault
@@ -159,7 +153,7 @@ def _execute(options: dict[str, Any], deploy: bool) -> None:
             with RoundProgress(settings.rounds) as on_round:
                 result = run_simulated(settings, on_round)
     except TierwiseError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}")
+        print_error(exc.message)
         raise typer.Exit(1) from None
     print_summary(result)
     console.print(f"wrote {out} and {result.get('weights_file', '')}")
@@ -183,7 +177,7 @@ def _prepare_inputs(settings: Any) -> None:
                 lambda done, total: progress.update(task, completed=done, total=total),
             )
     except TierwiseError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}")
+        print_error(exc.message)
         raise typer.Exit(1) from None
 
 

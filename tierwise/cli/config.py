@@ -1,0 +1,35 @@
+"""``tierwise config``: check a cluster spec, or print the embedded default."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from tierwise.cli.common import console, fail
+from tierwise.errors import TierwiseError
+
+config_app = typer.Typer(no_args_is_help=True, help="Check and print cluster specs.")
+
+
+@config_app.command("validate")
+def config_validate(path: Path) -> None:
+    """Check a cluster spec and print a summary, or the problems found."""
+    from tierwise.config import load_spec
+
+    try:
+        spec = load_spec(path)
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"{path}: ok — {len(spec.nodes)} nodes, {len(spec.links)} links, {len(spec.models)} models"
+    )
+
+
+@config_app.command("default")
+def config_default() -> None:
+    """Print the embedded default spec (a starting point for your own)."""
+    from tierwise.config import default_spec_text
+
+    sys.stdout.write(default_spec_text())

@@ -1,0 +1,155 @@
+"""``tierwise report`` and ``explain``: read the ledger of what requests ran and cost."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tierwise.cli.common import StateOpt, console, fail, print_error, state_dir_or_default
+from tierwise.errors import TierwiseError
+
+if TYPE_CHECKING:
+    from tierwise.ledger.report import Report
+    from tierwise.ledger.store import Ledger
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option("--ledger", help="SQLAlchemy URL; default: the running cluster's ledger."),
+]
+
+
+def report(
+    ledger: LedgerOpt = None,
+    state_dir: StateOpt = None,
+    days: Annotated[float | None, typer.Option(help="Only the last N days.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Spend, tokens, bytes, joules and latency by tier, model and day, against all-cloud."""
+    import json
+
+    from tierwise.ledger.report import build_report, report_json
+
+    try:
+        store = _ledger(ledger, state_dir)
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+    since = time.time() - days * 86400 if days else 0.0
+    result = build_report(store.rows(since))
+    store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(result), indent=2) + "\n")
+        return
+    _print_report(result)
+
+
+def explain(
+    request_id: Annotated[str, typer.Argument(help="The id in X-Tierwise-Request-Id.")],
+    ledger: LedgerOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Show one request: what ran, what it cost, and every alternative that was considered."""
+    try:
+        store = _ledger(ledger, state_dir)
+        rec = store.get(request_id)
+        store.close()
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+    if rec is None:
+        print_error(f"no request {request_id!r} in the ledger")
+        raise typer.Exit(1)
+    console.print(
+        f"request {rec.id} ({rec.task} {rec.model}, key {rec.api_key}): {rec.status}, "
+        f"plan {rec.plan} on {rec.tiers or '-'}{' [OFFLINE]' if rec.offline else ''}\n"
+        f"  latency {rec.latency_ms:.1f} ms (predicted {rec.predicted_latency_ms:.1f}); "
+        f"${rec.usd:.9f} (predicted {rec.predicted_usd:.9f}; all-cloud {rec.cloud_usd:.9f}); "
+        f"{rec.joules:.3f} J; {rec.bytes_up} B up, {rec.bytes_down} B down; "
+        f"tokens {rec.tokens_in}/{rec.tokens_out}"
+    )
+    if rec.error:
+        console.print(f"  error: {rec.error}")
+    _print_decision(rec.explain)
+
+
+def _ledger(url: str | None, state_dir: Path | None) -> Ledger:
+    from tierwise.ledger.store import Ledger
+    from tierwise.runtime.state import ClusterState
+
+    if url is None:
+        url = ClusterState.load(state_dir_or_default(state_dir)).ledger_url
+    return Ledger(url)
+
+
+def _print_report(result: Report) -> None:
+    for title, groups in (
+        ("by tier", result.by_tier),
+        ("by model", result.by_model),
+        ("by day", result.by_day),
+    ):
+        console.print(_report_table(title, groups))
+    t = result.total
+    share = f"{t.savings / t.cloud_usd:.1%}" if t.cloud_usd > 0 else "n/a"
+    console.print(
+        f"{t.requests} requests ({t.served} served; {dict(result.by_status)}): spent ${t.usd:.6f}; "
+        f"all-cloud would have cost ${t.cloud_usd:.6f}; saved ${t.savings:.6f} ({share})"
+    )
+
+
+def _report_table(title: str, groups: dict[str, Any]) -> Table:
+    from tierwise.units import format_bytes
+
+    table = Table(title=title)
+    for col in (
+        "",
+        "requests",
+        "spent $",
+        "all-cloud $",
+        "saved $",
+        "tokens in/out",
+        "bytes ↑/↓",
+        "joules",
+        "p50 ms",
+    ):
+        table.add_column(col, justify="right" if col else "left")
+    for key, g in sorted(groups.items()):
+        table.add_row(
+            key,
+            str(g.requests),
+            f"{g.usd:.6f}",
+            f"{g.cloud_usd:.6f}",
+            f"{g.savings:.6f}",
+            f"{g.tokens_in}/{g.tokens_out}",
+            f"{format_bytes(g.bytes_up)}/{format_bytes(g.bytes_down)}",
+            f"{g.joules:.1f}",
+            f"{g.p50_ms:.0f}",
+        )
+    return table
+
+
+def _print_decision(info: dict[str, Any]) -> None:
+    """The planner's record of one request: relaxed constraints, attempts, plans weighed."""
+    if info.get("relaxed"):
+        console.print(f"  relaxed constraints: {', '.join(info['relaxed'])}")
+    for attempt in info.get("attempts", []):
+        console.print(
+            f"  attempt {attempt['plan']}: {attempt['outcome']} {attempt.get('error') or ''}"
+        )
+    table = Table(title="plans considered")
+    for col in ("rank", "plan", "latency ms", "$", "J", "bytes ↑", "quality", "excluded because"):
+        table.add_column(col)
+    for row in sorted(info.get("considered", []), key=lambda r: r["rank"] or 10**6):
+        table.add_row(
+            str(row["rank"] or "-"),
+            row["plan"],
+            f"{row['latency_ms']:.1f}",
+            f"{row['usd']:.2e}",
+            f"{row['joules']:.2f}",
+            str(row["bytes_up"]),
+            str(row["quality"]),
+            row["excluded"] or "",
+        )
+    console.print(table)
