@@ -22,9 +22,9 @@ from tierwise.units import format_rate
 
 if TYPE_CHECKING:
     from tierwise.codecs.base import TrainedCodec
+    from tierwise.codecs.training.bottleneck_training import CompressConfig
     from tierwise.datasets.cifar10 import Cifar10
     from tierwise.net.link_client import LinkClient
-    from tierwise.optimize.compress_train import CompressConfig
     from tierwise.optimize.train_device import Precision
 
 app = typer.Typer(
@@ -960,9 +960,9 @@ def compress_train(
     EfficientNet-Lite codecs learn without labels, by distillation on upscaled CIFAR-10."""
     from tierwise.arrays_file import read_format
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.bottleneck_training import CompressConfig
     from tierwise.datasets.cifar10 import load_cifar10
     from tierwise.models.vqa_net import FORMAT as VQA_FORMAT
-    from tierwise.optimize.compress_train import CompressConfig
 
     lite = model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
     vqa = not lite and read_format(Path(model)) == VQA_FORMAT
@@ -976,8 +976,8 @@ def compress_train(
     variants = tuple(zip(beta, names, strict=True))
     try:
         if vqa:
+            from tierwise.codecs.training.vqa_backbone import compress_vqa
             from tierwise.datasets.easy_vqa import load_easy_vqa
-            from tierwise.optimize.compress_vqa import compress_vqa
 
             questions = load_easy_vqa(cache_dir())
             with _phase_progress() as step:
@@ -1016,8 +1016,8 @@ def compress_fit(
     Best where a plain q-codec's per-channel ranges would outweigh the codes, such as
     EfficientNet-Lite's pooled embedding (split 6)."""
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.job import fit_job
     from tierwise.datasets.cifar10 import load_cifar10
-    from tierwise.optimize.compress_job import fit_job
 
     lite = model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
     owner = model_name or (model if lite else "cifar10-net")
@@ -1027,14 +1027,14 @@ def compress_fit(
         dataset = load_cifar10(_data_folder(data), cache_dir())
         with _phase_progress() as step:
             if lite:
-                from tierwise.optimize.compress_lite import prepare_lite
+                from tierwise.codecs.training.lite_backbone import prepare_lite
 
                 variant = model.removeprefix("efficientnet-")
                 prepared = prepare_lite(
                     owner, variant, split, dataset, images or 5000, test_images or 1000, step
                 )
             else:
-                from tierwise.optimize.compress_cifar import prepare_cifar
+                from tierwise.codecs.training.cifar_backbone import prepare_cifar
 
                 prepared = prepare_cifar(
                     Path(model), owner, split, dataset, False, images, test_images, step
@@ -1059,13 +1059,13 @@ def _compress_images(
     """EfficientNet-Lite (by distillation on upscaled CIFAR-10) or our CIFAR-10 network."""
     with _phase_progress() as step:
         if lite:
-            from tierwise.optimize.compress_lite import compress_lite
+            from tierwise.codecs.training.lite_backbone import compress_lite
 
             variant = model.removeprefix("efficientnet-")
             return compress_lite(
                 owner, variant, config, variants, dataset, images or 5000, test_images or 1000, step
             )
-        from tierwise.optimize.compress_cifar import compress_cifar
+        from tierwise.codecs.training.cifar_backbone import compress_cifar
 
         return compress_cifar(
             Path(model), owner, config, variants, dataset, labels, images, test_images, step

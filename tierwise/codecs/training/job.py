@@ -21,14 +21,14 @@ from torch import nn
 from tierwise.codecs.base import TrainedCodec
 from tierwise.codecs.fitted import fit_codec
 from tierwise.codecs.learned import LearnedCodec
-from tierwise.optimize.codec_score import CodecScore, score_codec
-from tierwise.optimize.compress_train import (
+from tierwise.codecs.training.bottleneck_training import (
     CompressConfig,
     FeatureSet,
     Tail,
     cache_features,
     train_bottleneck,
 )
+from tierwise.codecs.training.scoring import CodecScore, score_codec
 
 Step = Callable[[str, int, int], None]  # (phase, done, total)
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from tierwise.codecs.base import TrainedCodec
+from tierwise.codecs.training.bottleneck_training import CompressConfig, FeatureSet, Tail
+from tierwise.codecs.training.job import HeldOut, Prepared, Step, run_job
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
 from tierwise.models.vqa_net import VqaNet, load, pixels_to_input
-from tierwise.optimize.compress_job import HeldOut, Prepared, Step, run_job
-from tierwise.optimize.compress_train import CompressConfig, FeatureSet, Tail
 
 
 def image_features(net: VqaNet, split: VqaSplit, at: int) -> np.ndarray:

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from tierwise.codecs.base import TrainedCodec
-from tierwise.datasets.cifar10 import Cifar10
-from tierwise.models.cifar_net import load, normalise
-from tierwise.optimize.compress_job import (
+from tierwise.codecs.training.bottleneck_training import CompressConfig, frozen_tail
+from tierwise.codecs.training.job import (
     HeldOut,
     Prepared,
     Step,
     cached_training_features,
     run_job,
 )
-from tierwise.optimize.compress_train import CompressConfig, frozen_tail
+from tierwise.datasets.cifar10 import Cifar10
+from tierwise.models.cifar_net import load, normalise
 
 
 def sample(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -14,18 +14,18 @@ import numpy as np
 from PIL import Image
 
 from tierwise.codecs.base import TrainedCodec
-from tierwise.datasets.cifar10 import Cifar10
-from tierwise.datasets.photos import photo_set
-from tierwise.models.efficientnet_lite import EfficientNetLite
-from tierwise.optimize.compress_cifar import sample
-from tierwise.optimize.compress_job import (
+from tierwise.codecs.training.bottleneck_training import CompressConfig, frozen_tail
+from tierwise.codecs.training.cifar_backbone import sample
+from tierwise.codecs.training.job import (
     HeldOut,
     Prepared,
     Step,
     cached_training_features,
     run_job,
 )
-from tierwise.optimize.compress_train import CompressConfig, frozen_tail
+from tierwise.datasets.cifar10 import Cifar10
+from tierwise.datasets.photos import photo_set
+from tierwise.models.efficientnet_lite import EfficientNetLite
 
 _MEAN, _STD = 127.0, 128.0
 
