@@ -12,8 +12,9 @@ from tests.synthetic_cifar import synthetic_dataset, trained_net
 from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.cli import app
 from tierwise.codecs import wire
-from tierwise.codecs.codec_file import FORMAT, load_trained_codec, read_header
+from tierwise.codecs.codec_file import FORMAT, read_header
 from tierwise.codecs.fitted import FittedQuantCodec, fit_codec
+from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
 from tierwise.codecs.training.cifar_backbone import prepare_cifar
 from tierwise.codecs.training.job import fit_job

@@ -37,9 +37,9 @@ from torch import nn
 
 from tierwise.bench.report import environment, markdown_table, write_results
 from tierwise.codecs.base import Codec, TrainedCodec
-from tierwise.codecs.codec_file import load_trained_codec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import DEFAULT_MEAN, DEFAULT_STD, ImageCodec
+from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.quantize import UniformQuantCodec
 from tierwise.codecs.training.cifar_backbone import batches, sample
 from tierwise.codecs.training.job import tail_function

@@ -1,6 +1,7 @@
 """One ``tierwise compress train`` (or ``fit``) run, for any backbone cut into torch stages.
 
-The head runs once over the training inputs (features cached, see :class:`Prepared`);
+A backbone (:mod:`tierwise.codecs.training.backbone`) prepares what a run works on: the
+head runs once over the training inputs (features cached, see :class:`Prepared`). Then
 one codec is trained per (β, name) variant, or fitted per (bits, name); each is measured
 on held-out inputs that training never sees. The codec's card records those
 measurements: bytes per instance on the wire and in the payload, top-1 agreement with
