@@ -12,12 +12,13 @@ from tests.synthetic_cifar import synthetic_dataset, trained_net
 from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.cli import app
 from tierwise.codecs import wire
-from tierwise.codecs.codec_file import FORMAT, load_trained_codec, read_header
+from tierwise.codecs.codec_file import FORMAT, read_header
 from tierwise.codecs.fitted import FittedQuantCodec, fit_codec
+from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
+from tierwise.codecs.training.cifar_backbone import prepare_cifar
+from tierwise.codecs.training.job import fit_job
 from tierwise.errors import InputError, WireFormatError
-from tierwise.optimize.compress_cifar import prepare_cifar
-from tierwise.optimize.compress_job import fit_job
 
 HEADER = {"name": "fq-unit", "model": "m", "split": 6, "card": {}}
 

@@ -47,11 +47,17 @@ def test_the_record_is_committed_before_the_response(gw: httpx.Client, photo_jpe
 def test_explain_shows_the_alternatives(
     cluster: RunningCluster, gw: httpx.Client, photo_jpeg: bytes
 ) -> None:
-    request_id = _classify(gw, photo_jpeg).json()["tierwise"]["request_id"]
+    policy = {"X-Tierwise-Policy": "max_latency_ms=5000"}
+    request_id = _classify(gw, photo_jpeg, **policy).json()["tierwise"]["request_id"]
+    # The policy the request was decided under, merged once: the request's over the
+    # gateway's (privacy: any), is part of its record.
+    record = gw.get(f"/v1/requests/{request_id}").json()
+    assert record["explain"]["policy"] == {"max_latency_ms": 5000.0, "privacy": "any"}
     result = runner.invoke(
         app, ["explain", request_id, "--state-dir", str(cluster.state.state_dir)]
     )
     assert result.exit_code == 0, result.output
+    assert "policy: max_latency_ms=5000.0; privacy=any" in result.output
     assert "plans considered" in result.output
     assert "local@device" in result.output and "split@3/edge/q8" in result.output
 

@@ -17,11 +17,11 @@ from tierwise.codecs import rans, wire
 from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.learned import BottleneckNet, LearnedCodec, load_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
+from tierwise.codecs.training.bottleneck_training import CompressConfig
+from tierwise.codecs.training.cifar_backbone import compress_cifar, prepare_cifar
+from tierwise.codecs.training.job import fit_job
 from tierwise.datasets.cifar10 import CLASSES
 from tierwise.errors import InputError, WireFormatError
-from tierwise.optimize.compress_cifar import compress_cifar, prepare_cifar
-from tierwise.optimize.compress_job import fit_job
-from tierwise.optimize.compress_train import CompressConfig
 
 # ---------------------------------------------------------------- rANS
 
@@ -261,9 +261,9 @@ def test_the_compression_bench_compares_every_family(
 
 
 def test_lite_stages_as_torch_modules_are_the_served_model() -> None:
+    from tierwise.codecs.training.lite_backbone import upscaled
     from tierwise.datasets.photos import photo_set
     from tierwise.models.efficientnet_lite import EfficientNetLite
-    from tierwise.optimize.compress_lite import upscaled
 
     model = EfficientNetLite("efficientnet-lite0", "lite0")
     stages = model.as_sequential()
@@ -308,7 +308,7 @@ def test_a_bench_of_one_task_keeps_the_others_rows(tmp_path: Path) -> None:
         run_compression_bench,
     )
     from tierwise.bench.report import write_results
-    from tierwise.optimize.codec_score import CodecScore
+    from tierwise.codecs.training.scoring import CodecScore
 
     score = CodecScore("png", 0, 10, 500.0, 420.0, 1.0, 0.9, 0.1, 0.1)
     earlier = Section("easy-vqa", "VQA", "accuracy", 0.9, 10, [1.0], [Row("input", score, 5.0)])

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tierwise.cli import app
+from tierwise.codecs.training.bottleneck_training import CompressConfig
+from tierwise.codecs.training.vqa_backbone import compress_vqa
 from tierwise.datasets.easy_vqa import EasyVqa, bag_of_words, load_easy_vqa
 from tierwise.models.vqa_net import load, save
-from tierwise.optimize.compress_train import CompressConfig
-from tierwise.optimize.compress_vqa import compress_vqa
 from tierwise.optimize.train_vqa import VqaTrainConfig, predict, train_vqa
 
 

@@ -37,16 +37,16 @@ from torch import nn
 
 from tierwise.bench.report import environment, markdown_table, write_results
 from tierwise.codecs.base import Codec, TrainedCodec
-from tierwise.codecs.codec_file import load_trained_codec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import DEFAULT_MEAN, DEFAULT_STD, ImageCodec
+from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.quantize import UniformQuantCodec
+from tierwise.codecs.training.cifar_backbone import batches, sample
+from tierwise.codecs.training.job import tail_function
+from tierwise.codecs.training.scoring import CodecScore, score_codec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_input import MEAN, STD
 from tierwise.models.cifar_net import load
-from tierwise.optimize.codec_score import CodecScore, score_codec
-from tierwise.optimize.compress_cifar import batches, sample
-from tierwise.optimize.compress_job import tail_function
 
 RAW_BYTES = 32 * 32 * 3
 LINK_BYTES_PER_S = 250_000
@@ -205,8 +205,8 @@ def cifar_section(
 def lite_section(
     data: Cifar10, model_name: str, learned: list[TrainedCodec], limit: int, log: Log
 ) -> Section:
+    from tierwise.codecs.training.lite_backbone import upscaled
     from tierwise.models.efficientnet_lite import EfficientNetLite
-    from tierwise.optimize.compress_lite import upscaled
 
     variant = model_name.removeprefix("efficientnet-")
     model = EfficientNetLite(model_name, variant)
@@ -243,10 +243,10 @@ def vqa_section(
 ) -> Section:
     """Accuracy over the test questions (``limit``: a fixed random subset of them)."""
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.vqa_backbone import image_features, numpy_tail
     from tierwise.datasets.easy_vqa import load_easy_vqa
     from tierwise.models.vqa_net import load as load_vqa
     from tierwise.models.vqa_net import pixels_to_input
-    from tierwise.optimize.compress_vqa import image_features, numpy_tail
 
     net, _ = load_vqa(model_path)
     data = load_easy_vqa(cache_dir())

@@ -72,10 +72,10 @@ class Group:
 
 
 def lite_group(cifar: Any, held_out: int) -> Group:
+    from tierwise.codecs.training.cifar_backbone import sample
+    from tierwise.codecs.training.lite_backbone import upscaled
     from tierwise.datasets.photos import photo_set
     from tierwise.models.efficientnet_lite import preprocess_image
-    from tierwise.optimize.compress_cifar import sample
-    from tierwise.optimize.compress_lite import upscaled
 
     photos = np.concatenate([preprocess_image(image, 224) for _, image in photo_set()])
     arrays = [photos]

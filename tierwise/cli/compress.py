@@ -13,9 +13,9 @@ from tierwise.errors import TierwiseError
 
 if TYPE_CHECKING:
     from tierwise.codecs.base import TrainedCodec
+    from tierwise.codecs.training.bottleneck_training import CompressConfig
+    from tierwise.codecs.training.job import Prepared
     from tierwise.datasets.cifar10 import Cifar10
-    from tierwise.optimize.compress_job import Prepared
-    from tierwise.optimize.compress_train import CompressConfig
 
 Step = Callable[[str, int, int], None]
 
@@ -64,9 +64,9 @@ def compress_train(
     EfficientNet-Lite codecs learn without labels, by distillation on upscaled CIFAR-10."""
     from tierwise.arrays_file import read_format
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.bottleneck_training import CompressConfig
     from tierwise.datasets.cifar10 import load_cifar10
     from tierwise.models.vqa_net import FORMAT as VQA_FORMAT
-    from tierwise.optimize.compress_train import CompressConfig
 
     lite = _is_lite(model)
     vqa = not lite and read_format(Path(model)) == VQA_FORMAT
@@ -114,8 +114,8 @@ def compress_fit(
     Best where a plain q-codec's per-channel ranges would outweigh the codes, such as
     EfficientNet-Lite's pooled embedding (split 6)."""
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.job import fit_job
     from tierwise.datasets.cifar10 import load_cifar10
-    from tierwise.optimize.compress_job import fit_job
 
     lite = _is_lite(model)
     owner = model_name or (model if lite else "cifar10-net")
@@ -151,8 +151,8 @@ def _compress_vqa(
     labels: bool,
 ) -> list[TrainedCodec]:
     from tierwise.cache import cache_dir
+    from tierwise.codecs.training.vqa_backbone import compress_vqa
     from tierwise.datasets.easy_vqa import load_easy_vqa
-    from tierwise.optimize.compress_vqa import compress_vqa
 
     questions = load_easy_vqa(cache_dir())
     with phase_progress() as step:
@@ -173,13 +173,13 @@ def _compress_images(
     """EfficientNet-Lite (by distillation on upscaled CIFAR-10) or our CIFAR-10 network."""
     with phase_progress() as step:
         if lite:
-            from tierwise.optimize.compress_lite import compress_lite
+            from tierwise.codecs.training.lite_backbone import compress_lite
 
             variant = model.removeprefix("efficientnet-")
             return compress_lite(
                 owner, variant, config, variants, dataset, images or 5000, test_images or 1000, step
             )
-        from tierwise.optimize.compress_cifar import compress_cifar
+        from tierwise.codecs.training.cifar_backbone import compress_cifar
 
         return compress_cifar(
             Path(model), owner, config, variants, dataset, labels, images, test_images, step
@@ -198,13 +198,13 @@ def _prepare_features(
 ) -> Prepared:
     """The features at the split of EfficientNet-Lite or our CIFAR-10 network, unlabelled."""
     if lite:
-        from tierwise.optimize.compress_lite import prepare_lite
+        from tierwise.codecs.training.lite_backbone import prepare_lite
 
         variant = model.removeprefix("efficientnet-")
         return prepare_lite(
             owner, variant, split, dataset, images or 5000, test_images or 1000, step
         )
-    from tierwise.optimize.compress_cifar import prepare_cifar
+    from tierwise.codecs.training.cifar_backbone import prepare_cifar
 
     return prepare_cifar(Path(model), owner, split, dataset, False, images, test_images, step)
 

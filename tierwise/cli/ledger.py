@@ -130,8 +130,20 @@ def _report_table(title: str, groups: dict[str, Any]) -> Table:
     return table
 
 
+def _weights(weights: dict[str, float] | None) -> str:
+    if not weights:
+        return ""
+    return "; weights " + ", ".join(f"{k} {v:g}" for k, v in weights.items())
+
+
 def _print_decision(info: dict[str, Any]) -> None:
-    """The planner's record of one request: relaxed constraints, attempts, plans weighed."""
+    """The planner's record of one request: its policy, what its content changed, relaxed
+    constraints, attempts, plans weighed."""
+    if policy := info.get("policy"):
+        shown = "; ".join(f"{k}={v}" for k, v in policy.items() if k != "weights")
+        console.print(f"  policy: {shown or 'none set'}" + _weights(policy.get("weights")))
+    if privacy := info.get("privacy"):
+        console.print(f"  privacy: found {', '.join(privacy['pii'])}; {privacy['action']}")
     if info.get("relaxed"):
         console.print(f"  relaxed constraints: {', '.join(info['relaxed'])}")
     for attempt in info.get("attempts", []):

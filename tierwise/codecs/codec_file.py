@@ -4,20 +4,20 @@ A codec file is an ``.npz`` of arrays whose JSON header says which model and spl
 codec belongs to, its input shape, and its model card: the rate and quality measured on
 held-out data when it was made. Its ``kind`` says what the arrays are: a learned
 bottleneck's weights (:mod:`tierwise.codecs.learned`, the default) or a fitted
-quantizer's tables (:mod:`tierwise.codecs.fitted`).
+quantizer's tables (:mod:`tierwise.codecs.fitted`); :mod:`tierwise.codecs.loaders` maps
+each kind to its loader. This module knows neither kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tierwise.arrays_file import read_arrays
+import numpy as np
+
+from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.errors import InputError
-
-if TYPE_CHECKING:
-    from tierwise.codecs.base import TrainedCodec
 
 FORMAT = "tierwise-bottleneck/1"
 MISSING_HINT = "make one with `tierwise compress train` or `tierwise compress fit`"
@@ -51,20 +51,18 @@ def parse_header(header: dict[str, Any], path: Path) -> CodecHeader:
 
 
 def read_header(path: Path) -> CodecHeader:
-    _, header = read_arrays(path, FORMAT, MISSING_HINT)
+    _, header = read_codec_file(path)
     return parse_header(header, path)
 
 
-def load_trained_codec(path: Path) -> TrainedCodec:
-    """The codec in a codec file, of whichever kind it is."""
-    arrays, header = read_arrays(path, FORMAT, MISSING_HINT)
-    kind = header.get("kind", "bottleneck")
-    if kind == "fitted-quant":
-        from tierwise.codecs.fitted import fitted_from_file
+def read_codec_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A codec file's arrays and header, of whichever kind (the header is not checked)."""
+    return read_arrays(path, FORMAT, MISSING_HINT)
 
-        return fitted_from_file(arrays, header, path)
-    if kind == "bottleneck":
-        from tierwise.codecs.learned import learned_from_file
 
-        return learned_from_file(arrays, header, path)
-    raise InputError(f"{path}: unknown codec kind {kind!r}; kinds are bottleneck, fitted-quant")
+def write_codec_file(
+    path: Path, arrays: dict[str, np.ndarray], header: dict[str, Any], kind_fields: dict[str, Any]
+) -> None:
+    """Write a codec file (atomically): ``header``, then what its kind adds (its ``kind``,
+    or a bottleneck's ``net`` shape)."""
+    write_arrays(path, arrays, {**header, "format": FORMAT, **kind_fields})

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.codecs import rans
 from tierwise.codecs.base import Encoded, TrainedCodec, shape_of
-from tierwise.codecs.codec_file import FORMAT, MISSING_HINT, parse_header
+from tierwise.codecs.codec_file import parse_header, read_codec_file, write_codec_file
 from tierwise.errors import InputError, WireFormatError
 
 KIND = "fitted-quant"
@@ -86,7 +85,7 @@ class FittedQuantCodec(TrainedCodec):
         return out
 
     def save(self, path: Path) -> None:
-        write_arrays(path, {"probs": self.probs}, {**self.header, "format": FORMAT, "kind": KIND})
+        write_codec_file(path, {"probs": self.probs}, self.header, {"kind": KIND})
 
     def _form(self) -> str:
         return "×".join(map(str, self.input_shape))
@@ -127,7 +126,7 @@ def quantize(x: np.ndarray, bits: int, low: float, high: float) -> np.ndarray:
 
 
 def load_fitted(path: Path) -> FittedQuantCodec:
-    return fitted_from_file(*read_arrays(path, FORMAT, MISSING_HINT), path)
+    return fitted_from_file(*read_codec_file(path), path)
 
 
 def fitted_from_file(

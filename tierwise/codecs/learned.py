@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.codecs import rans
 from tierwise.codecs.base import Encoded, TrainedCodec, shape_of
-from tierwise.codecs.codec_file import FORMAT, MISSING_HINT, parse_header
+from tierwise.codecs.codec_file import parse_header, read_codec_file, write_codec_file
 from tierwise.errors import InputError, WireFormatError
 
 #: Latents are clamped to [−RANGE, RANGE] in training and at run time alike, so the
@@ -186,11 +185,11 @@ class LearnedCodec(TrainedCodec):
 def save_codec(net: BottleneckNet, header: dict[str, Any], path: Path) -> None:
     arrays = {f"w.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     net_args = {**net.shape_args, "stride": net.stride}
-    write_arrays(path, arrays, {**header, "format": FORMAT, "net": net_args})
+    write_codec_file(path, arrays, header, {"net": net_args})
 
 
 def load_codec(path: Path) -> LearnedCodec:
-    return learned_from_file(*read_arrays(path, FORMAT, MISSING_HINT), path)
+    return learned_from_file(*read_codec_file(path), path)
 
 
 def learned_from_file(

@@ -11,6 +11,7 @@ from tierwise.codecs import wire
 from tierwise.codecs.base import Codec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import ImageCodec
+from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.quantize import Float16Codec, RawCodec, UniformQuantCodec
 from tierwise.errors import ConfigError, NotFoundError, WireFormatError
 
@@ -56,8 +57,6 @@ def register(codec: C) -> C:
 
 def load_codec_file(path: Path) -> Codec:
     """Load a codec file (``tierwise compress train`` or ``fit``) and register it."""
-    from tierwise.codecs.codec_file import load_trained_codec
-
     return register(load_trained_codec(path))
 
 

@@ -76,7 +76,6 @@ def load_node_models(
             elif isinstance(model_spec, CifarNetModel):
                 models.staged[name] = _slowed_staged(_cifar(name, model_spec), node)
             if isinstance(model_spec, EfficientNetLiteModel | CifarNetModel):
-                load_model_codecs(name, model_spec)
                 _load_variants(models, spec, name, node, threads)
             elif isinstance(model_spec, OpenAIRemoteModel):
                 models.chat[name] = _remote(name, model_spec, env)
@@ -102,23 +101,6 @@ def _cifar(name: str, spec: CifarNetModel) -> StagedModel:
     from tierwise.models.cifar_net import CifarNet
 
     return CifarNet(name, spec.path)
-
-
-def load_model_codecs(name: str, spec: EfficientNetLiteModel | CifarNetModel) -> None:
-    """Register the model's learned codecs in this process, checking each belongs to it."""
-    from tierwise.codecs.registry import load_codec_file
-    from tierwise.errors import InputError
-
-    for i, path in enumerate(spec.codecs):
-        try:
-            codec = load_codec_file(path)
-        except InputError as exc:
-            raise ConfigError(f"models.{name}.codecs[{i}]: {exc}") from exc
-        owner = getattr(codec, "model", None)
-        if owner != name:
-            raise ConfigError(
-                f"models.{name}.codecs[{i}]: {path} was trained for model {owner!r}, not {name!r}"
-            )
 
 
 def _load_variants(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tierwise.optimize.descend import descend
+from tierwise.descend import descend
 from tierwise.optimize.train_cifar import autocast, distill_loss
 from tierwise.optimize.train_device import Precision
 

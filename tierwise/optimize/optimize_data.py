@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tierwise.codecs.training.cifar_backbone import sample
+from tierwise.codecs.training.lite_backbone import upscaled
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.datasets.photos import photo_set
 from tierwise.models.cifar_input import normalise
-from tierwise.optimize.compress_cifar import sample
-from tierwise.optimize.compress_lite import upscaled
 from tierwise.optimize.optimize_job import HeldOut
 from tierwise.optimize.sources import Source
 

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from tierwise.datasets.cifar10 import Cifar10
+from tierwise.descend import descend
 from tierwise.errors import InputError
 from tierwise.models.cifar_net import build, normalise
-from tierwise.optimize.descend import descend
 from tierwise.optimize.train_device import Precision
 
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
+from tierwise.descend import descend
 from tierwise.models.vqa_net import VqaNet, pixels_to_input
-from tierwise.optimize.descend import descend
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ def token_from_env(spec: ClusterSpec, env: Mapping[str, str]) -> str | None:
 def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.environ) -> None:
     from tierwise.ledger.energy import RaplMeter
     from tierwise.models.registry import load_node_models
+    from tierwise.runtime.model_codecs import load_node_codecs
     from tierwise.runtime.node_app import NodeSettings, create_node_app
 
     state = ClusterState.load(state_dir)
@@ -41,8 +42,9 @@ def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.envi
     threads = node.threads or os.cpu_count() or 1
     _set_torch_threads(threads)
     models = load_node_models(state.spec, node, env, threads)
-    rapl = RaplMeter() if state.spec.energy.rapl else None
     try:
+        load_node_codecs(state.spec, node)
+        rapl = RaplMeter() if state.spec.energy.rapl else None
         settings = NodeSettings(state.spec, node, token, rapl if rapl and rapl.available else None)
         app = create_node_app(settings, models)
         uvicorn.Server(uvicorn_config(app, node.host, node.port)).run()

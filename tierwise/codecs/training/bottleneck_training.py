@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tierwise.codecs.learned import BottleneckNet
-from tierwise.optimize.descend import descend
+from tierwise.descend import descend
 
 Progress = Callable[[int, int, dict[str, float]], None]
 #: the rest of the network after the split: (restored features, context or None) → logits

@@ -1,4 +1,4 @@
-"""The data side of ``tierwise compress train`` for the easy-vqa network.
+"""Our easy-vqa network as a backbone for ``tierwise compress train``.
 
 The codec compresses the image branch's features at a split; the question travels as
 text beside it, and the tail reads both. Training uses the training questions (with
@@ -9,16 +9,18 @@ Each question is one instance: a request carries its image's features.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tierwise.codecs.base import TrainedCodec
+from tierwise.codecs.training.backbone import Backbone
+from tierwise.codecs.training.bottleneck_training import CompressConfig, FeatureSet, Tail
+from tierwise.codecs.training.job import HeldOut, Prepared, Step
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
 from tierwise.models.vqa_net import VqaNet, load, pixels_to_input
-from tierwise.optimize.compress_job import HeldOut, Prepared, Step, run_job
-from tierwise.optimize.compress_train import CompressConfig, FeatureSet, Tail
 
 
 def image_features(net: VqaNet, split: VqaSplit, at: int) -> np.ndarray:
@@ -68,6 +70,51 @@ def instances(
     return features, questions, logits
 
 
+@dataclass(frozen=True, eq=False)
+class VqaBackbone(Backbone):
+    """Our easy-vqa network (a file from ``tierwise train vqa``): its image branch is split."""
+
+    model_path: Path
+    model_name: str
+    data: EasyVqa
+    use_labels: bool = True
+
+    def prepare(self, split: int, step: Step = lambda *_: None) -> Prepared:
+        """Features at ``split`` of the image branch for every training question; the test
+        questions to measure on."""
+        net, meta = load(self.model_path)
+        at, data = split, self.data
+        if not 1 <= at <= len(net.image):
+            raise ValueError(
+                f"split must be between 1 and {len(net.image)} (image stages), got {at}"
+            )
+        if meta["vocab"] != data.vocab or meta["answers"] != data.answers:
+            raise ValueError(
+                f"{self.model_path} was trained on another easy-vqa vocabulary or answer set"
+            )
+        step("caching image features", 0, 2)
+        x, q, logits = instances(net, data, data.train, at)
+        step("caching image features", 1, 2)
+        labels = data.train.answers if self.use_labels else None
+        features = FeatureSet(x.astype(np.float16), logits, labels, q)
+        tx, tq, tlogits = instances(net, data, data.test, at)
+        step("caching image features", 2, 2)
+        held = HeldOut(
+            f"{len(tx)} easy-vqa test questions",
+            tx,
+            tlogits.argmax(1),
+            data.test.answers,
+            numpy_tail(net, at),
+            tq,
+        )
+        card = {
+            "backbone": str(self.model_path),
+            "source": meta.get("card", {}).get("dataset", ""),
+            "data": f"{len(x)} easy-vqa training questions",
+        }
+        return Prepared(self.model_name, at, card, features, vqa_tail(net, at), [held])
+
+
 def compress_vqa(
     model_path: Path,
     model_name: str,
@@ -77,31 +124,5 @@ def compress_vqa(
     use_labels: bool = True,
     step: Step = lambda *_: None,
 ) -> list[TrainedCodec]:
-    net, meta = load(model_path)
-    at = config.split
-    if not 1 <= at <= len(net.image):
-        raise ValueError(f"split must be between 1 and {len(net.image)} (image stages), got {at}")
-    if meta["vocab"] != data.vocab or meta["answers"] != data.answers:
-        raise ValueError(f"{model_path} was trained on another easy-vqa vocabulary or answer set")
-    step("caching image features", 0, 2)
-    x, q, logits = instances(net, data, data.train, at)
-    step("caching image features", 1, 2)
-    labels = data.train.answers if use_labels else None
-    features = FeatureSet(x.astype(np.float16), logits, labels, q)
-    tx, tq, tlogits = instances(net, data, data.test, at)
-    step("caching image features", 2, 2)
-    held = HeldOut(
-        f"{len(tx)} easy-vqa test questions",
-        tx,
-        tlogits.argmax(1),
-        data.test.answers,
-        numpy_tail(net, at),
-        tq,
-    )
-    card = {
-        "backbone": str(model_path),
-        "source": meta.get("card", {}).get("dataset", ""),
-        "data": f"{len(x)} easy-vqa training questions",
-    }
-    prepared = Prepared(model_name, at, card, features, vqa_tail(net, at), [held])
-    return run_job(prepared, config, variants, step)
+    """:meth:`VqaBackbone.train`, as ``tierwise compress train`` calls it."""
+    return VqaBackbone(model_path, model_name, data, use_labels).train(config, variants, step)

@@ -1,6 +1,7 @@
 """One ``tierwise compress train`` (or ``fit``) run, for any backbone cut into torch stages.
 
-The head runs once over the training inputs (features cached, see :class:`Prepared`);
+A backbone (:mod:`tierwise.codecs.training.backbone`) prepares what a run works on: the
+head runs once over the training inputs (features cached, see :class:`Prepared`). Then
 one codec is trained per (β, name) variant, or fitted per (bits, name); each is measured
 on held-out inputs that training never sees. The codec's card records those
 measurements: bytes per instance on the wire and in the payload, top-1 agreement with
@@ -21,14 +22,14 @@ from torch import nn
 from tierwise.codecs.base import TrainedCodec
 from tierwise.codecs.fitted import fit_codec
 from tierwise.codecs.learned import LearnedCodec
-from tierwise.optimize.codec_score import CodecScore, score_codec
-from tierwise.optimize.compress_train import (
+from tierwise.codecs.training.bottleneck_training import (
     CompressConfig,
     FeatureSet,
     Tail,
     cache_features,
     train_bottleneck,
 )
+from tierwise.codecs.training.scoring import CodecScore, score_codec
 
 Step = Callable[[str, int, int], None]  # (phase, done, total)
 
