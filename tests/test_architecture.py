@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"datasets"},
     {"config"},
-    {"units", "arrays_file", "cache", "optional"},
+    {"units", "arrays_file", "cache", "optional", "descend"},
     {"errors"},
     {"defaults"},  # the embedded spec, prices and constants (data)
     {"tierwise"},  # the package's own __init__: its version string

@@ -299,13 +299,13 @@ def test_the_placement_bench_adds_learned_codecs_as_fixed_plans(
 def test_a_bench_of_one_task_keeps_the_others_rows(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from tierwise.bench.compression import (
+    from tierwise.bench.compression import run_compression_bench
+    from tierwise.bench.compression_report import (
         Row,
         Section,
-        _markdown,
-        _previous,
-        _section_json,
-        run_compression_bench,
+        markdown,
+        previous_sections,
+        section_json,
     )
     from tierwise.bench.report import write_results
     from tierwise.codecs.training.scoring import CodecScore
@@ -313,9 +313,9 @@ def test_a_bench_of_one_task_keeps_the_others_rows(tmp_path: Path) -> None:
     score = CodecScore("png", 0, 10, 500.0, 420.0, 1.0, 0.9, 0.1, 0.1)
     earlier = Section("easy-vqa", "VQA", "accuracy", 0.9, 10, [1.0], [Row("input", score, 5.0)])
     earlier.targets = {"lines": ["a line"]}
-    write_results(tmp_path, "compression", {"tasks": {"easy-vqa": _section_json(earlier)}}, "")
+    write_results(tmp_path, "compression", {"tasks": {"easy-vqa": section_json(earlier)}}, "")
     result = run_compression_bench(None, None, [], Console(record=True), tmp_path, keep_others=True)
     assert result["kept_from_an_earlier_run"] == ["easy-vqa"]
-    (again,) = _previous(tmp_path)
+    (again,) = previous_sections(tmp_path)
     assert again.rows[0].score == score and again.targets["lines"] == ["a line"]
-    assert "VQA" in _markdown([again])
+    assert "VQA" in markdown([again])

@@ -25,17 +25,24 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
 from torch import nn
 
-from tierwise.bench.report import environment, markdown_table, write_results
+from tierwise.bench.compression_report import (
+    Row,
+    Section,
+    markdown,
+    plot,
+    previous_sections,
+    rich_table,
+    section_json,
+)
+from tierwise.bench.report import environment, write_results
 from tierwise.codecs.base import Codec, TrainedCodec
 from tierwise.codecs.entropy import ZstdCodec
 from tierwise.codecs.image import DEFAULT_MEAN, DEFAULT_STD, ImageCodec
@@ -43,7 +50,7 @@ from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.quantize import UniformQuantCodec
 from tierwise.codecs.training.cifar_backbone import batches, sample
 from tierwise.codecs.training.job import tail_function
-from tierwise.codecs.training.scoring import CodecScore, score_codec
+from tierwise.codecs.training.scoring import score_codec
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_input import MEAN, STD
 from tierwise.models.cifar_net import load
@@ -56,33 +63,6 @@ LITE_AGREEMENT = 0.97  # Lite0: ≥ 97% agreement with ≤ 10% of JPEG-90's byte
 LITE_SHARE_OF_JPEG90 = 0.10
 VQA_MODEL = "vqa-net"  # the name `tierwise compress train` gives VQA codecs' model
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Row:
-    family: str  # input / uniform / learned / fitted
-    score: CodecScore
-    latency_ms: float  # one image end to end at 250 KB/s
-
-    def quality(self, metric: str) -> float:
-        return float(self.score.accuracy or 0.0) if metric == "accuracy" else self.score.agreement
-
-
-@dataclass
-class Section:
-    """One task's rows, and what they are measured against."""
-
-    key: str
-    title: str
-    metric: str  # "accuracy" (against labels) or "agreement" (with the unsplit network)
-    reference: float  # the unsplit network's value of the metric
-    images: int
-    stage_ms: list[float]
-    rows: list[Row] = field(default_factory=list)
-    targets: dict[str, Any] = field(default_factory=dict)
-
-    def loss_pt(self, r: Row) -> float:
-        return 100 * (self.reference - r.quality(self.metric))
 
 
 def input_codecs() -> list[Codec]:
@@ -337,43 +317,18 @@ def run_compression_bench(
         codecs = by_model.get(VQA_MODEL, [])
         sections.append(vqa_section(vqa, codecs, console.log, vqa_limit))
     fresh = {s.key for s in sections}
-    kept = [k for k in _previous(out) if k.key not in fresh] if keep_others else []
+    kept = [k for k in previous_sections(out) if k.key not in fresh] if keep_others else []
     result: dict[str, Any] = {"environment": environment(), "link_bytes_per_s": LINK_BYTES_PER_S}
-    result["tasks"] = {s.key: _section_json(s) for s in [*sections, *kept]}
+    result["tasks"] = {s.key: section_json(s) for s in [*sections, *kept]}
     result["kept_from_an_earlier_run"] = sorted(k.key for k in kept)
-    write_results(out, "compression", result, _markdown([*sections, *kept]))
-    _plot([*sections, *kept], out / "compression.png")
+    write_results(out, "compression", result, markdown([*sections, *kept]))
+    plot([*sections, *kept], out / "compression.png")
     for s in sections:
-        console.print(_rich_table(s))
+        console.print(rich_table(s))
         for line in s.targets["lines"]:
             console.print(line)
     console.print(f"wrote {out / 'compression.md'}, compression.json and compression.png")
     return result
-
-
-def _previous(out: Path) -> list[Section]:
-    """The tasks of the last ``compression.json`` in ``out``, rebuilt (none if there is none)."""
-    import json
-
-    path = out / "compression.json"
-    if not path.is_file():
-        return []
-    tasks: dict[str, dict[str, Any]] = json.loads(path.read_text()).get("tasks", {})
-    sections = []
-    for key, t in tasks.items():
-        fields = CodecScore.__dataclass_fields__
-        rows = [
-            Row(
-                r["family"],
-                CodecScore(**{k: v for k, v in r.items() if k in fields}),
-                r["latency_ms_at_250KBps"],
-            )
-            for r in t["rows"]
-        ]
-        section = Section(key, t["title"], t["metric"], t["unsplit"], t["images"], t["stage_ms"])
-        section.rows, section.targets = rows, t["targets"]
-        sections.append(section)
-    return sections
 
 
 def _check_fits(codecs: Iterable[TrainedCodec], stages: nn.Sequential) -> None:
@@ -477,134 +432,3 @@ def _vqa_targets(s: Section) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- output
-
-
-def _section_json(s: Section) -> dict[str, Any]:
-    return {
-        "title": s.title,
-        "metric": s.metric,
-        "unsplit": s.reference,
-        "images": s.images,
-        "stage_ms": s.stage_ms,
-        "rows": [
-            {
-                "family": r.family,
-                **r.score.as_dict(),
-                "loss_pt": s.loss_pt(r),
-                "latency_ms_at_250KBps": r.latency_ms,
-            }
-            for r in s.rows
-        ],
-        "targets": s.targets,
-    }
-
-
-_HEADERS = [
-    "family",
-    "codec",
-    "split",
-    "wire B",
-    "payload B",
-    "quality %",
-    "loss pt",
-    "agreement %",
-    "enc ms",
-    "dec ms",
-    "latency ms @250KB/s",
-]
-
-
-def _cells(s: Section, r: Row) -> list[str]:
-    c = r.score
-    return [
-        r.family,
-        c.codec,
-        str(c.split),
-        f"{c.wire_bytes:.1f}",
-        f"{c.payload_bytes:.1f}",
-        f"{100 * r.quality(s.metric):.2f}",
-        f"{s.loss_pt(r):+.2f}",
-        f"{100 * c.agreement:.2f}",
-        f"{c.encode_ms:.3f}",
-        f"{c.decode_ms:.3f}",
-        f"{r.latency_ms:.2f}",
-    ]
-
-
-def _ordered(s: Section) -> list[Row]:
-    trained = ("learned", "fitted")
-    return sorted(s.rows, key=lambda r: (r.family not in trained, r.score.wire_bytes))
-
-
-def _markdown(sections: list[Section]) -> str:
-    parts = [
-        "# Compression: bytes per image against quality",
-        "",
-        "Bytes are per image, one wire message each. *Payload* is what the codec produces;"
-        " *wire* adds the 20-byte header, shape and JSON metadata. Quality is the task's"
-        " metric; loss is in points against the unsplit network. Latency: one image at"
-        " 250 KB/s, compute on this machine.",
-    ]
-    for s in sections:
-        parts += [
-            "",
-            f"## {s.title}",
-            "",
-            f"{s.images} instances; unsplit network: {100 * s.reference:.2f}% {s.metric}.",
-            "",
-            *[f"- {line}" for line in s.targets["lines"]],
-            "",
-            markdown_table(_HEADERS, [_cells(s, r) for r in _ordered(s)]),
-        ]
-    return "\n".join(parts)
-
-
-def _rich_table(s: Section) -> Table:
-    table = Table(title=f"{s.title} (unsplit {100 * s.reference:.2f}%)")
-    for h in _HEADERS:
-        table.add_column(h, justify="left" if h in ("family", "codec") else "right")
-    for r in _ordered(s):
-        table.add_row(*_cells(s, r))
-    return table
-
-
-def _plot(sections: list[Section], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(sections), figsize=(8 * len(sections), 5), squeeze=False)
-    for ax, s in zip(axes[0], sections, strict=True):
-        groups: dict[str, list[Row]] = {}
-        for r in s.rows:
-            groups.setdefault(_series(r), []).append(r)
-        for label, members in sorted(groups.items()):
-            members.sort(key=lambda r: r.score.wire_bytes)
-            xs = [r.score.wire_bytes for r in members]
-            ys = [100 * r.quality(s.metric) for r in members]
-            trained = label.startswith(("learned", "fitted"))
-            style = "-" if trained else "--" if "split" in label else ":"
-            ax.plot(xs, ys, marker="o", markersize=3, label=label, linewidth=1, linestyle=style)
-        ax.axhline(100 * s.reference, color="black", linewidth=0.8, linestyle=":", label="unsplit")
-        ax.set_xscale("log")
-        ax.set_xlabel("bytes per image on the wire (log)")
-        ax.set_ylabel(f"{s.metric} (%)")
-        ax.set_ylim(max(0, 100 * s.reference - 15), 100 * s.reference + 2)
-        ax.set_title(s.title, fontsize=9)
-        ax.legend(fontsize=6, loc="lower right", ncol=2)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _series(r: Row) -> str:
-    name = r.score.codec
-    if r.family == "input":
-        return "png" if name == "png" else name.rstrip("0123456789")
-    if r.family in ("learned", "fitted"):
-        return f"{r.family} @split {r.score.split}"
-    zstd = "+zstd" if "+zstd" in name else ""
-    return f"uniform 8/4/2-bit{zstd} @split {r.score.split}"
