@@ -12,12 +12,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tierwise.cli import app
-from tierwise.errors import InputError
-from tierwise.routing import curves
-from tierwise.routing.cascade import answer_key
+from tierwise.config import Policy
+from tierwise.errors import ConfigError, InputError
+from tierwise.routing import metrics
+from tierwise.routing.answers import answer_key
+from tierwise.routing.choice import choose
 from tierwise.routing.dataset import load_csv
 from tierwise.routing.features import StaticMiniLMEncoder, Template, featurize
-from tierwise.routing.policy import RoutePolicy, choose
+from tierwise.routing.predictor import QualityPredictor
+from tierwise.routing.replay import curves
 from tierwise.routing.router import Router, out_of_fold
 
 SHARED = Path(os.environ.get("TIERWISE_DATA") or Path(__file__).parents[2] / "shared" / "data")
@@ -150,17 +153,17 @@ def test_template_cuts_the_shared_few_shot_prefix_and_suffix() -> None:
 
 
 def test_upper_hull_drops_dominated_and_concave_points() -> None:
-    hull = curves.upper_hull([(1, 0.5), (2, 0.55), (3, 0.9), (4, 0.85), (5, 0.95)])
+    hull = metrics.upper_hull([(1, 0.5), (2, 0.55), (3, 0.9), (4, 0.85), (5, 0.95)])
     assert hull == [(1, 0.5), (3, 0.9), (5, 0.95)]
-    assert curves.accuracy_at(hull, 2) == pytest.approx(0.7)
+    assert metrics.accuracy_at(hull, 2) == pytest.approx(0.7)
     assert curves.cost_to_reach(hull, 0.7) == pytest.approx(2.0)
     assert curves.cost_to_reach(hull, 0.99) == float("inf")
-    assert np.isnan(curves.accuracy_at(hull, 0.5))
+    assert np.isnan(metrics.accuracy_at(hull, 0.5))
 
 
 def test_aiq_is_the_mean_accuracy_over_the_cost_range() -> None:
-    assert curves.aiq([(0.0, 0.8), (1.0, 0.8)], 0.0, 1.0) == pytest.approx(0.8)
-    assert curves.aiq([(0.0, 0.0), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.5)
+    assert metrics.aiq([(0.0, 0.8), (1.0, 0.8)], 0.0, 1.0) == pytest.approx(0.8)
+    assert metrics.aiq([(0.0, 0.0), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.5)
 
 
 def test_oracle_sends_each_prompt_to_its_cheapest_right_model() -> None:
@@ -171,11 +174,54 @@ def test_oracle_sends_each_prompt_to_its_cheapest_right_model() -> None:
 
 def test_policy_min_quality_max_usd_and_weight() -> None:
     p, usd = np.array([0.6, 0.85, 0.95]), np.array([0.1, 1.0, 10.0])
-    assert choose(p, usd, RoutePolicy(min_quality=0.8)) == 1
-    assert choose(p, usd, RoutePolicy(min_quality=0.99)) == 2  # none reaches it: best predicted
-    assert choose(p, usd, RoutePolicy(max_usd=0.5)) == 0
-    assert choose(p, usd, RoutePolicy(usd_per_point=1e3)) == 2
-    assert choose(p, usd, RoutePolicy(usd_per_point=1e-3)) == 0
+    assert choose(p, usd, Policy(min_quality=0.8)) == 1
+    assert choose(p, usd, Policy(min_quality=0.99)) == 2  # none reaches it: best predicted
+    assert choose(p, usd, Policy(max_usd=0.5)) == 0
+    assert choose(p, usd, Policy(), usd_per_point=1e3) == 2
+    assert choose(p, usd, Policy(), usd_per_point=1e-3) == 0
+
+
+class _FixedTable(QualityPredictor):
+    """The smallest predictor: the same chances for every prompt."""
+
+    def __init__(self, p: list[float], usd: list[float]) -> None:
+        self.models = [f"m{j}" for j in range(len(p))]
+        self.usd = np.array(usd)
+        self._p = np.array(p)
+
+    def predict(self, prompts: list[str]) -> np.ndarray:
+        return np.repeat(self._p[None, :], len(prompts), axis=0)
+
+
+def test_any_quality_predictor_chooses_under_the_request_policy() -> None:
+    table = _FixedTable([0.6, 0.85, 0.95], [0.1, 1.0, 10.0])
+    choice = table.decide("anything", Policy(min_quality=0.8))
+    assert choice.model == "m1" and choice.p_correct["m2"] == pytest.approx(0.95)
+    assert choice.expected_usd == {"m0": 0.1, "m1": 1.0, "m2": 10.0}
+    assert table.decide("anything", usd_per_point=1e3).model == "m2"
+    assert table.decide("anything").model == "m0"  # the default weight: quality per dollar
+
+
+def test_unknown_learner_and_encoder_names_are_input_errors() -> None:
+    from tierwise.routing.features import make_encoder
+    from tierwise.routing.learners import make
+
+    with pytest.raises(InputError, match=r"unknown learner 'svm'; expected one of .*'knn'"):
+        make("svm", {})
+    with pytest.raises(InputError, match=r"unknown encoder 'bert'; expected one of .*'minilm'"):
+        make_encoder("bert")
+
+
+def test_nothing_the_gateway_runs_imports_the_replayed_policies() -> None:
+    import ast
+
+    live = Path(__file__).parents[1] / "tierwise" / "routing"
+    for module in live.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [alias.name for alias in node.names]
+                assert not any("replay" in n for n in names), (module.name, names)
 
 
 def test_answer_key_matches_choices_however_written() -> None:
@@ -232,7 +278,7 @@ def test_router_learns_which_prompts_the_cheap_model_gets_right(
     data = load_csv(synthetic(tmp_path / "train.csv"))
     router = Router.train(data, encoder)
     assert router.learner.kind != "prior", [(s.kind, s.aiq) for s in router.cv]
-    want = RoutePolicy(min_quality=0.8)
+    want = Policy(min_quality=0.8)
     unseen_math = [
         "What is 47 times 23? Show the working.",
         "What is 58 times 9? Show the working.",
@@ -343,7 +389,7 @@ def test_labels_are_derived_from_the_models_marked_correct(tmp_path: Path) -> No
 
 
 def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> None:
-    from tierwise.routing.vote_cascade import Stage, VoteCascade, key_matrix
+    from tierwise.routing.replay.vote_cascade import Stage, VoteCascade, key_matrix
 
     responses = [
         ["A", "A", "B", "B"],  # the two cheap models agree: stop, answer A
@@ -361,7 +407,7 @@ def test_a_vote_cascade_answers_by_majority_and_escalates_when_votes_split() -> 
 
 
 def test_without_a_last_word_the_last_vote_stands() -> None:
-    from tierwise.routing.vote_cascade import Stage, VoteCascade, key_matrix
+    from tierwise.routing.replay.vote_cascade import Stage, VoteCascade, key_matrix
 
     keys = key_matrix([["A", "B", "B"], ["A", "B", "C"]])
     correct = np.array([[1, 0, 0], [0, 1, 0]], float)
@@ -372,14 +418,14 @@ def test_without_a_last_word_the_last_vote_stands() -> None:
     # row 0: B wins 2 of 3 (wrong); row 1: a three-way split goes to model 1 (right)
     assert (usd, acc) == (pytest.approx(7.0), pytest.approx(0.5))
     assert policy.describe(list("abc")) == "a + c (2 of 2 agree) → + b (majority)"
-    with pytest.raises(ValueError, match="asked twice"):
+    with pytest.raises(ConfigError, match="asked twice"):
         VoteCascade((Stage((0, 1), 2),), 1)
-    with pytest.raises(ValueError, match="more agreeing answers"):
+    with pytest.raises(ConfigError, match="more agreeing answers"):
         VoteCascade((Stage((0, 1), 3),), 2)
 
 
 def test_a_vote_ignores_empty_answers_and_breaks_ties_towards_the_better_model() -> None:
-    from tierwise.routing.vote_cascade import key_matrix, majority
+    from tierwise.routing.replay.vote_cascade import key_matrix, majority
 
     keys = key_matrix([["", "", "B"], ["A", "B", ""], ["A", "B", "C"]])
     winner, votes = majority(keys, [0, 1, 2], rank=np.array([2, 0, 1]))  # 2 best, then 0
@@ -389,7 +435,7 @@ def test_a_vote_ignores_empty_answers_and_breaks_ties_towards_the_better_model()
 
 
 def test_the_vote_search_stays_bounded_on_a_long_frontier() -> None:
-    from tierwise.routing import vote_cascade
+    from tierwise.routing.replay import vote_cascade
 
     m, n = 20, 100
     # every model better and dearer than the last: all 19 below the best are the frontier
@@ -404,8 +450,8 @@ def test_the_vote_search_stays_bounded_on_a_long_frontier() -> None:
 
 
 def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:
-    from tierwise.routing import curves
-    from tierwise.routing.vote_cascade import replay_front, search
+    from tierwise.routing.replay import curves
+    from tierwise.routing.replay.vote_cascade import replay_front, search
 
     rng = np.random.default_rng(0)
     n = 400
@@ -417,12 +463,12 @@ def test_the_vote_search_beats_mixing_when_cheap_models_err_apart() -> None:
     cost = np.tile([1.0, 1.0, 20.0], (n, 1))
     front = search(keys, correct, cost)
     points = replay_front(front, correct, cost, keys, correct, cost)
-    hull = curves.upper_hull(points)
+    hull = metrics.upper_hull(points)
     singles = curves.single_model_points(["a", "b", "c"], correct, cost)
     frontier = curves.frontier(singles).points
     assert set(frontier) <= set(points)  # models alone are in the search
     mixing = curves.random_mix_points(singles)
-    assert curves.accuracy_at(hull, 8.0) > curves.accuracy_at(mixing, 8.0) + 0.03
+    assert metrics.accuracy_at(hull, 8.0) > metrics.accuracy_at(mixing, 8.0) + 0.03
 
 
 def test_both_minilm_encoders_share_one_model_in_a_process(tmp_path: Path) -> None:

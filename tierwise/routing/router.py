@@ -1,4 +1,4 @@
-"""The learned router: train on labelled data, save without pickle, decide per prompt.
+"""The learned router: train on labelled data, save without pickle, predict per prompt.
 
 Training tries every learner in ``learners.CANDIDATES`` with k-fold cross-validation on
 the training data only, scores each by the area under its cost–accuracy hull (AIQ), keeps
@@ -7,7 +7,6 @@ the winner and refits it on all the training data. The test split is never seen 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,12 @@ import numpy as np
 
 from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.errors import InputError
-from tierwise.routing import curves, learners
+from tierwise.routing import learners
+from tierwise.routing.choice import choose_many
 from tierwise.routing.dataset import RoutingData
 from tierwise.routing.features import Encoder, Template, featurize, make_encoder
-from tierwise.routing.policy import RoutePolicy, choose, choose_many
+from tierwise.routing.metrics import Point, aiq, upper_hull
+from tierwise.routing.predictor import QualityPredictor
 
 FORMAT = "tierwise-router/1"
 # Dollars one unit of accuracy is worth: swept from "cheapest always" to "best always".
@@ -35,17 +36,9 @@ class CVScore:
     log_loss: float
 
 
-@dataclass(frozen=True)
-class Decision:
-    model: str
-    p_correct: dict[str, float]
-    expected_usd: dict[str, float]
-    decision_ms: float
-
-
 def sweep_points(
     p: np.ndarray, correct: np.ndarray, cost: np.ndarray, usd: np.ndarray
-) -> list[curves.Point]:
+) -> list[Point]:
     """One (mean cost, accuracy) point per cost weight, choosing by predicted quality."""
     rows = np.arange(len(p))
     points = []
@@ -79,7 +72,7 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
 
 
 @dataclass
-class Router:
+class Router(QualityPredictor):
     models: list[str]
     usd: np.ndarray  # expected cost per query of each model, from the training data
     template: Template
@@ -113,9 +106,9 @@ class Router:
         scores, oof = [], []
         for kind, params in candidates or learners.CANDIDATES:
             oof.append(out_of_fold(kind, params, x, data.correct, k))
-            hull = curves.upper_hull(sweep_points(oof[-1], correct, cost, usd))
+            hull = upper_hull(sweep_points(oof[-1], correct, cost, usd))
             scores.append(
-                CVScore(kind, params, curves.aiq(hull, lo, hi), _log_loss(oof[-1], data.correct))
+                CVScore(kind, params, aiq(hull, lo, hi), _log_loss(oof[-1], data.correct))
             )
             progress(f"{kind} {params}: CV AIQ {scores[-1].aiq:.4f}")
         winner = max(
@@ -133,20 +126,11 @@ class Router:
             self._encoder = make_encoder(self.encoder_name)
         return self._encoder
 
+    def prepare(self) -> None:
+        self.encoder.prepare()
+
     def predict(self, prompts: list[str]) -> np.ndarray:
         return self.learner.predict(featurize(self.encoder, self.template, prompts))
-
-    def decide(self, prompt: str, policy: RoutePolicy | None = None) -> Decision:
-        start = time.perf_counter()
-        p = self.predict([prompt])[0]
-        pick = choose(p, self.usd, policy or RoutePolicy())
-        elapsed = (time.perf_counter() - start) * 1e3
-        return Decision(
-            self.models[pick],
-            dict(zip(self.models, map(float, p), strict=True)),
-            dict(zip(self.models, map(float, self.usd), strict=True)),
-            elapsed,
-        )
 
     # -- storage: one .npz, arrays plus a JSON header, loaded with allow_pickle=False ---
 

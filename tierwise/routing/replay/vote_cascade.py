@@ -22,8 +22,10 @@ from itertools import combinations
 
 import numpy as np
 
-from tierwise.routing import curves
-from tierwise.routing.cascade import answer_key
+from tierwise.errors import ConfigError
+from tierwise.routing.answers import answer_key
+from tierwise.routing.metrics import Point
+from tierwise.routing.replay import curves
 
 QUORUMS = (0.6, 0.75, 1.0)  # share of the answers so far that must name the winner
 POOL_SIZE = 8  # models stages are drawn from: bounds the search (about 9,000 policies)
@@ -43,16 +45,28 @@ class VoteCascade:
     def __post_init__(self) -> None:
         asked = [j for stage in self.stages for j in stage.models]
         if not self.stages or any(not stage.models for stage in self.stages):
-            raise ValueError("a vote cascade needs stages of at least one model each")
+            raise ConfigError(
+                "vote cascade stages: need at least one stage, each of at least one model",
+                param="stages",
+            )
         if len(set(asked)) != len(asked) or self.final in asked:
-            raise ValueError(f"a model is asked twice in {self.stages} → {self.final}")
+            raise ConfigError(
+                f"vote cascade stages/final: a model is asked twice in {self.stages} → "
+                f"{self.final}; each model may be asked once",
+                param="stages",
+            )
         for k, stage in enumerate(self.stages):
-            if stage.agree > sum(len(s.models) for s in self.stages[: k + 1]):
-                raise ValueError(f"stage {k} needs more agreeing answers than it has asked")
+            asked_so_far = sum(len(s.models) for s in self.stages[: k + 1])
+            if stage.agree > asked_so_far:
+                raise ConfigError(
+                    f"vote cascade stages[{k}].agree: {stage.agree} needs more agreeing answers "
+                    f"than it has asked; valid values are 0 to {asked_so_far}",
+                    param="agree",
+                )
 
     def replay(
         self, keys: np.ndarray, correct: np.ndarray, cost: np.ndarray, rank: np.ndarray
-    ) -> curves.Point:
+    ) -> Point:
         """Mean cost and accuracy; ``rank`` orders models best first, to break ties."""
         n = len(keys)
         rows = np.arange(n)
@@ -178,7 +192,7 @@ def replay_front(
     keys: np.ndarray,
     correct: np.ndarray,
     cost: np.ndarray,
-) -> list[curves.Point]:
+) -> list[Point]:
     """The training frontier's policies on other data, ties broken by the training rank."""
     rank = _rank(train_correct, train_cost)
     return [policy.replay(keys, correct, cost, rank) for policy in front]

@@ -6,21 +6,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierwise.config import Policy
+
+# The cost–quality weight: how many dollars per query one unit of accuracy is worth (0 buys
+# the best predicted model, large values buy the cheapest). A policy's min_quality, when
+# set, decides instead.
+USD_PER_POINT = 0.01
+
 
 @dataclass(frozen=True)
-class RoutePolicy:
-    """What the caller asks for. With none set, quality per dollar at the default weight.
+class RouteChoice:
+    """The model chosen for one prompt, and what the choice saw."""
 
-    ``usd_per_point`` is the cost–quality weight: how many dollars per query one unit of
-    accuracy is worth (0 buys the best predicted model, large values buy the cheapest).
-    """
-
-    min_quality: float | None = None
-    max_usd: float | None = None
-    usd_per_point: float = 0.01
+    model: str
+    p_correct: dict[str, float]
+    expected_usd: dict[str, float]
+    decision_ms: float
 
 
-def choose(p: np.ndarray, usd: np.ndarray, policy: RoutePolicy) -> int:
+def choose(
+    p: np.ndarray, usd: np.ndarray, policy: Policy, usd_per_point: float = USD_PER_POINT
+) -> int:
     """Index of the model to use for one prompt.
 
     ``min_quality``: the cheapest model predicted to reach it, else the best predicted.
@@ -36,7 +42,7 @@ def choose(p: np.ndarray, usd: np.ndarray, policy: RoutePolicy) -> int:
         if good.any():
             return int(np.flatnonzero(good)[np.argmin(usd[good])])
         return int(np.flatnonzero(allowed)[np.argmax(p[allowed])])
-    score = np.where(allowed, p - usd / max(policy.usd_per_point, 1e-12), -np.inf)
+    score = np.where(allowed, p - usd / max(usd_per_point, 1e-12), -np.inf)
     return int(np.argmax(score))
 
 

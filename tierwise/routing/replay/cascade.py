@@ -2,7 +2,7 @@
 
 Replayed here from stored answers (the benchmark; ``vote_cascade.py`` has its voting
 kin). The live cascade in the gateway asks SmolLM2 first and scores its answer by token
-log-probabilities (``gateway/cascade.py``).
+log-probabilities (``gateway/chat_cascade.py``).
 
 At step j the scorer sees: the router's predicted chance that model j is right, how many
 of the answers already bought agree with model j's answer, and the answer's length. One
@@ -13,25 +13,16 @@ is accepted when its score clears the threshold; sweeping the threshold traces a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from tierwise.routing import curves, learners
+from tierwise.routing import learners
+from tierwise.routing.answers import answer_key
+from tierwise.routing.metrics import Point
+from tierwise.routing.replay import curves
 
-# A choice letter closed by ")", "." or ":", or alone on its line ("A\n\nThe reason is").
-# "A magic square is ..." is prose, not choice A.
-_CHOICE = re.compile(r"^\W*\(?([A-Ea-e])(?:[).:]|[ \t]*(?:\n|$))")
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
-
-
-def answer_key(text: str) -> str:
-    """A normal form under which two answers count as the same answer."""
-    match = _CHOICE.match(text.strip())
-    if match:
-        return match.group(1).upper()
-    return " ".join(text.lower().split())[:400]
 
 
 def _features(p: np.ndarray, keys: list[list[str]], lengths: np.ndarray, j: int) -> np.ndarray:
@@ -73,7 +64,7 @@ class Cascade:
 
     def replay(
         self, p: np.ndarray, responses: list[list[str]], correct: np.ndarray, cost: np.ndarray
-    ) -> list[curves.Point]:
+    ) -> list[Point]:
         """One point per threshold: models are paid for as they are asked."""
         score = self.scores(p, responses)
         n = score.shape[0]
@@ -95,7 +86,7 @@ def _keys(responses: list[list[str]], chain: list[int]) -> tuple[list[list[str]]
     return keys, lengths
 
 
-def default_chain(points: dict[str, curves.Point], models: list[str]) -> list[int]:
+def default_chain(points: dict[str, Point], models: list[str]) -> list[int]:
     """The single-model frontier on the training data, cheapest first."""
     front = curves.frontier(points)
     return [models.index(m) for m in front.models]

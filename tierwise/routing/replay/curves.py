@@ -1,9 +1,11 @@
-"""Cost–accuracy curves, their areas, and the cost of reaching a target accuracy.
+"""The baselines a replayed policy is measured against, and the cost of reaching a target
+accuracy on its hull.
 
 A routing policy gives one (mean $/query, accuracy) point per setting of its cost weight.
 Two points can always be mixed (send a random share of prompts to each setting), so what a
-policy can reach is the upper convex hull of its points: RouterBench's "non-decreasing
-convex hull". The same hull over the single models is the "random mixing" baseline.
+policy can reach is the upper convex hull of its points (``metrics.upper_hull``). The same
+hull over the single models is the "random mixing" baseline; the best single models form
+the frontier, and the oracle sends each prompt to its cheapest right model.
 """
 
 from __future__ import annotations
@@ -12,33 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Point = tuple[float, float]  # (mean USD per query, accuracy)
-
-
-def upper_hull(points: list[Point]) -> list[Point]:
-    """The non-decreasing upper convex hull, cheapest first."""
-    pts = sorted(set(points))
-    hull: list[Point] = []
-    for p in pts:
-        if hull and p[1] <= hull[-1][1]:
-            continue  # costs more, answers no better
-        while len(hull) >= 2 and _cross(hull[-2], hull[-1], p) >= 0:
-            hull.pop()
-        hull.append(p)
-    return hull
-
-
-def _cross(o: Point, a: Point, b: Point) -> float:
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-
-def accuracy_at(hull: list[Point], usd: float) -> float:
-    """Best accuracy the hull reaches for at most ``usd`` per query (NaN if too cheap)."""
-    if not hull or usd < hull[0][0]:
-        return float("nan")
-    xs = [p[0] for p in hull]
-    ys = [p[1] for p in hull]
-    return float(np.interp(usd, xs, ys))
+from tierwise.routing.metrics import Point, upper_hull
 
 
 def cost_to_reach(hull: list[Point], accuracy: float) -> float:
@@ -49,16 +25,6 @@ def cost_to_reach(hull: list[Point], accuracy: float) -> float:
                 return c1
             return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0)
     return float("inf")
-
-
-def aiq(hull: list[Point], lo: float, hi: float) -> float:
-    """Mean accuracy over costs in [lo, hi] (RouterBench's AIQ): area ÷ width.
-
-    Below the hull's cheapest point the policy reaches nothing, counted as 0.
-    """
-    grid = np.linspace(lo, hi, 512)
-    acc = np.array([accuracy_at(hull, c) for c in grid])
-    return float(np.nan_to_num(acc, nan=0.0).mean())
 
 
 @dataclass(frozen=True)
@@ -103,12 +69,3 @@ def oracle_point(correct: np.ndarray, cost: np.ndarray) -> Point:
 def random_mix_points(points: dict[str, Point]) -> list[Point]:
     """Random mixing of single models: exactly the hull of their points."""
     return upper_hull(list(points.values()))
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Chance a right answer is more confident than a wrong one (0.5: no signal)."""
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
