@@ -15,7 +15,6 @@ from tests.synthetic_cifar import synthetic_dataset
 from tierwise.codecs.learned import BottleneckNet, save_codec
 from tierwise.codecs.loaders import LOADERS
 from tierwise.codecs.training.backbone_registry import BACKBONES, BackboneSource, open_backbone
-from tierwise.config import CifarNetModel
 from tierwise.errors import ConfigError, InputError
 from tierwise.runtime.model_codecs import load_model_codecs
 
@@ -85,10 +84,8 @@ def test_a_node_refuses_a_codec_made_for_another_model(tmp_path: Path) -> None:
     path = tmp_path / "ib-node-check.npz"
     header = {"name": "ib-node-check", "model": "other-net", "split": 2, "input_shape": [8, 4, 4]}
     save_codec(BottleneckNet(8, 2, 4, 1), header, path)
-    spec = CifarNetModel(kind="cifar-net", path=tmp_path / "net.npz", codecs=[path])
     with pytest.raises(ConfigError, match=r"models\.net\.codecs\[0\]: .* for model 'other-net'"):
-        load_model_codecs("net", spec)
-    missing = CifarNetModel(kind="cifar-net", path=tmp_path / "net.npz", codecs=[path, tmp_path])
-    load_model_codecs("other-net", missing.model_copy(update={"codecs": [path]}))
+        load_model_codecs("net", [path])
+    load_model_codecs("other-net", [path])
     with pytest.raises(ConfigError, match=r"models\.other-net\.codecs\[1\]: "):
-        load_model_codecs("other-net", missing)
+        load_model_codecs("other-net", [path, tmp_path])

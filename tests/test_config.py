@@ -99,6 +99,11 @@ _DELETE = object()
         ),
         ("links.0.b", "device", r"a link joins two different tiers"),
         ("nodes.1.port", 8701, r"port 8701 is used twice"),
+        (
+            "gateway.router",
+            {"path": "r.npz", "models": {"efficientnet-lite1": "gpt-4"}},
+            r"gateway\.router\.models: 'efficientnet-lite1' is not a chat model here",
+        ),
     ],
 )
 def test_bad_spec_names_the_field(path: str, value: Any, message: str) -> None:

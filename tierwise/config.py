@@ -95,8 +95,6 @@ class CifarNetModel(_Strict):
     codecs: list[Path] = []
 
 
-#: the vision models a gateway can split across tiers
-StagedModelSpec = EfficientNetLiteModel | CifarNetModel
 
 
 class OpenAIRemoteModel(_Strict):
@@ -109,6 +107,10 @@ class OpenAIRemoteModel(_Strict):
     timeout: Duration = 60.0
     quality: QualityPrior | None = None
 
+
+#: the spec classes of chat models (what a router can map); every kind's code is in
+#: tierwise.models.kinds
+ChatModelSpec = LlamaCppModel | OpenAIRemoteModel
 
 ModelSpec = Annotated[
     LlamaCppModel | EfficientNetLiteModel | CifarNetModel | OpenAIRemoteModel,
@@ -407,7 +409,7 @@ class ClusterSpec(_Strict):
     def _check_router(self, router: RouterSpec | None) -> None:
         for name in router.models if router is not None else {}:
             model = self.models.get(name)
-            if model is None or isinstance(model, EfficientNetLiteModel):
+            if not isinstance(model, ChatModelSpec):
                 raise ValueError(f"gateway.router.models: {name!r} is not a chat model here")
 
     def _check_prices(self, tiers: set[Tier]) -> None:

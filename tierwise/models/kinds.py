@@ -55,6 +55,9 @@ class ModelKind(ABC, Generic[Spec]):
 
 class ChatKind(ModelKind[Spec]):
     role: Role = "chat"
+    #: whether answering takes this node's compute (an emulated slow board slows it), or
+    #: another machine's (a remote endpoint: its speed is its own)
+    computes_here: bool = True
 
     @abstractmethod
     def build(self, name: str, spec: Spec, ctx: BuildContext) -> ChatModel: ...
@@ -110,6 +113,7 @@ class LlamaCppKind(ChatKind[LlamaCppModel]):
 
 class OpenAIRemoteKind(ChatKind[OpenAIRemoteModel]):
     name, spec_class = "openai-remote", OpenAIRemoteModel
+    computes_here = False
 
     def build(self, name: str, spec: OpenAIRemoteModel, ctx: BuildContext) -> ChatModel:
         from tierwise.models.openai_remote import OpenAIRemoteChat

@@ -1,7 +1,8 @@
-"""Builds a node's models from the cluster spec: the one place that maps ``kind`` to a class.
+"""A node's models, built from the cluster spec through the model-kind table.
 
-Heavy backends (torch, llama.cpp) are imported inside their own modules, only when
-a node actually hosts such a model.
+Which class a spec ``kind`` builds is :mod:`tierwise.models.kinds`' business; this module
+adds what a node does around it: slowing models down where the node emulates a slow
+board, and serving the optimized variants of its vision models.
 """
 
 from __future__ import annotations
@@ -9,17 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tierwise.config import (
-    CifarNetModel,
-    ClusterSpec,
-    EfficientNetLiteModel,
-    LlamaCppModel,
-    NodeSpec,
-    OpenAIRemoteModel,
-)
+from tierwise.config import ClusterSpec, NodeSpec
 from tierwise.errors import ConfigError, InputError, NotFoundError
 from tierwise.models.base import ChatModel, StagedModel
 from tierwise.models.emulation import SlowedChatModel, SlowedStagedModel
+from tierwise.models.kinds import BuildContext, ChatKind, kind_of
 from tierwise.models.variant_file import VariantCard
 
 
@@ -65,42 +60,22 @@ def load_node_models(
 
     ``threads`` is how many CPU threads llama.cpp may use (torch's are set per process)."""
     models = NodeModels()
+    ctx = BuildContext(threads, env)
     try:
         for name in node.models:
             model_spec = spec.models[name]
-            models.kinds[name] = model_spec.kind
-            if isinstance(model_spec, LlamaCppModel):
-                models.chat[name] = _slowed_chat(_llama(name, model_spec, threads), node)
-            elif isinstance(model_spec, EfficientNetLiteModel):
-                models.staged[name] = _slowed_staged(_efficientnet(name, model_spec), node)
-            elif isinstance(model_spec, CifarNetModel):
-                models.staged[name] = _slowed_staged(_cifar(name, model_spec), node)
-            if isinstance(model_spec, EfficientNetLiteModel | CifarNetModel):
+            kind = kind_of(model_spec)
+            models.kinds[name] = kind.name
+            if isinstance(kind, ChatKind):
+                chat = kind.build(name, model_spec, ctx)
+                models.chat[name] = _slowed_chat(chat, node) if kind.computes_here else chat
+            else:
+                models.staged[name] = _slowed_staged(kind.build(name, model_spec, ctx), node)
                 _load_variants(models, spec, name, node, threads)
-            elif isinstance(model_spec, OpenAIRemoteModel):
-                models.chat[name] = _remote(name, model_spec, env)
     except BaseException:
         models.close()
         raise
     return models
-
-
-def _llama(name: str, spec: LlamaCppModel, threads: int) -> ChatModel:
-    from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
-
-    return LlamaCppChat(name, resolve_gguf(spec.gguf), spec.n_ctx, threads, spec.max_tokens_default)
-
-
-def _efficientnet(name: str, spec: EfficientNetLiteModel) -> StagedModel:
-    from tierwise.models.efficientnet_lite import EfficientNetLite
-
-    return EfficientNetLite(name, spec.variant)
-
-
-def _cifar(name: str, spec: CifarNetModel) -> StagedModel:
-    from tierwise.models.cifar_net import CifarNet
-
-    return CifarNet(name, spec.path)
 
 
 def _load_variants(
@@ -128,19 +103,6 @@ def _load_variants(
         models.staged[name] = _slowed_staged(variant, node)
         models.kinds[name] = "onnx-variant"
         models.variants[name] = card
-
-
-def _remote(name: str, spec: OpenAIRemoteModel, env: Mapping[str, str]) -> ChatModel:
-    from tierwise.models.openai_remote import OpenAIRemoteChat
-
-    api_key = None
-    if spec.api_key_env:
-        api_key = env.get(spec.api_key_env)
-        if not api_key:
-            raise ConfigError(
-                f"models.{name}.api_key_env: environment variable {spec.api_key_env} is not set"
-            )
-    return OpenAIRemoteChat(name, spec.base_url, spec.remote_model, api_key, spec.timeout)
 
 
 def _slowed_chat(model: ChatModel, node: NodeSpec) -> ChatModel:

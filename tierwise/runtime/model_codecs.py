@@ -6,22 +6,25 @@ models are, and must have been made for that model.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tierwise.codecs.registry import load_codec_file
-from tierwise.config import CifarNetModel, ClusterSpec, EfficientNetLiteModel, NodeSpec
+from tierwise.config import ClusterSpec, NodeSpec
 from tierwise.errors import ConfigError, InputError
+from tierwise.models.kinds import vision_kind
 
 
 def load_node_codecs(spec: ClusterSpec, node: NodeSpec) -> None:
     """Register the codecs of every staged model ``node`` hosts."""
     for name in node.models:
-        model_spec = spec.models[name]
-        if isinstance(model_spec, EfficientNetLiteModel | CifarNetModel):
-            load_model_codecs(name, model_spec)
+        kind = vision_kind(spec.models[name])
+        if kind is not None:
+            load_model_codecs(name, kind.codecs(spec.models[name]))
 
 
-def load_model_codecs(name: str, spec: EfficientNetLiteModel | CifarNetModel) -> None:
+def load_model_codecs(name: str, codecs: list[Path]) -> None:
     """Register the model's learned codecs in this process, checking each belongs to it."""
-    for i, path in enumerate(spec.codecs):
+    for i, path in enumerate(codecs):
         try:
             codec = load_codec_file(path)
         except InputError as exc:

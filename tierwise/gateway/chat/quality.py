@@ -8,20 +8,17 @@ which ``min_quality`` and the planner's objective then read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tierwise.config import RouterSpec
 from tierwise.errors import ConfigError, TierwiseError
 from tierwise.models.base import ChatMessage
-
-if TYPE_CHECKING:
-    from tierwise.routing.router import Router
+from tierwise.routing.predictor import QualityPredictor
 
 
 class RouterQuality:
     def __init__(self, spec: RouterSpec | None) -> None:
         self._spec = spec
-        self._router: Router | None = None
+        self._router: QualityPredictor | None = None
 
     def load(self) -> None:
         """The router named in the spec, checked against the models it maps."""
@@ -40,7 +37,7 @@ class RouterQuality:
                 f"gateway.router.models: {unknown} are not models of the router at {spec.path}; "
                 f"it knows {router.models}"
             )
-        router.encoder.prepare()  # load now, not on the first request
+        router.prepare()  # load now, not on the first request
         self._router = router
 
     def predict(self, messages: list[ChatMessage]) -> dict[str, float]:
