@@ -95,8 +95,6 @@ class CifarNetModel(_Strict):
     codecs: list[Path] = []
 
 
-
-
 class OpenAIRemoteModel(_Strict):
     """Any OpenAI-compatible endpoint (a cloud API, or another tierwise node)."""
 
