@@ -323,6 +323,22 @@ def test_cli_router_train_and_route(tmp_path: Path) -> None:
     assert "route: big" in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--min-quality", "1.5", "--min-quality: Input should be less than or equal to 1"),
+        ("--max-usd", "-1", "--max-usd: Input should be greater than or equal to 0"),
+    ],
+)
+def test_cli_router_route_names_a_policy_out_of_range(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    args = ["router", "route", "Hi", "--router", str(tmp_path / "r.npz"), option, value]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
 def test_cli_router_train_names_a_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["router", "train", "--data", str(tmp_path / "no.csv")])
     assert result.exit_code == 1

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from tierwise.cli.common import console, fail, fail_input
 from tierwise.errors import InputError, TierwiseError
+
+if TYPE_CHECKING:
+    from tierwise.config import Policy
 
 router_app = typer.Typer(help="Train and try the learned LLM router.", no_args_is_help=True)
 
@@ -54,14 +57,14 @@ def router_route(
     max_usd: Annotated[float | None, typer.Option(help="Most dollars per query.")] = None,
 ) -> None:
     """Show which model the router picks for one prompt, and why."""
-    from tierwise.config import Policy
     from tierwise.routing.router import Router
 
     try:
+        policy = _policy(min_quality, max_usd)
         router = Router.load(router_path)
     except TierwiseError as exc:
         raise fail(exc) from exc
-    decision = router.decide(prompt, Policy(min_quality=min_quality, max_usd=max_usd))
+    decision = router.decide(prompt, policy)
     table = Table(title=f"route: {decision.model} ({decision.decision_ms:.2f} ms)")
     for column in ("model", "P(correct)", "$/query"):
         table.add_column(column)
@@ -71,3 +74,17 @@ def router_route(
             f"{mark}{m}", f"{decision.p_correct[m]:.3f}", f"{decision.expected_usd[m]:.6f}"
         )
     console.print(table)
+
+
+def _policy(min_quality: float | None, max_usd: float | None) -> Policy:
+    """The request policy these options make, or an InputError naming the option."""
+    from pydantic import ValidationError
+
+    from tierwise.config import Policy
+
+    try:
+        return Policy(min_quality=min_quality, max_usd=max_usd)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise InputError(f"{option}: {problem['msg']}, got {problem['input']!r}") from exc

@@ -1,1 +1,1 @@
-"""What crosses a link: the tensor wire format, and later feature codecs."""
+"""What crosses a link: the tensor wire format, input and feature codecs, trained codecs."""

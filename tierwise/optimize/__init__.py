@@ -1,1 +1,1 @@
-"""Model optimisation and profiling: measuring what each model costs on each node."""
+"""Model optimization: ONNX variants (int8, pruned, distilled), GGUF quantization, training."""

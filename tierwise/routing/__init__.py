@@ -1,4 +1,4 @@
-"""LLM routing: which model should answer each prompt (see docs/routing.md).
+"""LLM routing: which model should answer each prompt (docs/ARCHITECTURE.md, "LLM routing").
 
 What the gateway and the CLI run lives here: the ``QualityPredictor`` contract
 (``predictor.py``), the learned ``Router`` that implements it, its learners, features

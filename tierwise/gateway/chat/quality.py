@@ -29,6 +29,7 @@ class RouterQuality:
 
         try:
             router = Router.load(Path(spec.path))
+            router.prepare()  # load its encoder now, not on the first request
         except TierwiseError as exc:
             raise ConfigError(f"gateway.router.path: {exc.message}") from exc
         unknown = sorted(set(spec.models.values()) - set(router.models))
@@ -37,7 +38,6 @@ class RouterQuality:
                 f"gateway.router.models: {unknown} are not models of the router at {spec.path}; "
                 f"it knows {router.models}"
             )
-        router.prepare()  # load now, not on the first request
         self._router = router
 
     def predict(self, messages: list[ChatMessage]) -> dict[str, float]:
