@@ -16,7 +16,7 @@ from tierwise.codecs.codec_file import FORMAT, read_header
 from tierwise.codecs.fitted import FittedQuantCodec, fit_codec
 from tierwise.codecs.loaders import load_trained_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
-from tierwise.codecs.training.cifar_backbone import prepare_cifar
+from tierwise.codecs.training.cifar_backbone import CifarBackbone
 from tierwise.codecs.training.job import fit_job
 from tierwise.errors import InputError, WireFormatError
 
@@ -107,7 +107,7 @@ def test_fitting_at_a_split_of_a_real_network_measures_it_on_held_out_images(
 ) -> None:
     data = synthetic_dataset(train=256, test=128)
     net = trained_net(tmp_path, data)
-    prepared = prepare_cifar(net, "cifar-tiny", 4, data, use_labels=False)
+    prepared = CifarBackbone(net, "cifar-tiny", data, use_labels=False).prepare(4)
     codecs = fit_job(prepared, ((6, "fq6"), (8, "fq8")))
     assert [c.name for c in codecs] == ["fq6", "fq8"]
     for codec in codecs:

@@ -18,7 +18,7 @@ from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.learned import BottleneckNet, LearnedCodec, load_codec
 from tierwise.codecs.registry import decode_message, get_codec, register
 from tierwise.codecs.training.bottleneck_training import CompressConfig
-from tierwise.codecs.training.cifar_backbone import compress_cifar, prepare_cifar
+from tierwise.codecs.training.cifar_backbone import CifarBackbone
 from tierwise.codecs.training.job import fit_job
 from tierwise.datasets.cifar10 import CLASSES
 from tierwise.errors import InputError, WireFormatError
@@ -115,9 +115,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     data = synthetic_dataset()
     net = trained_net(folder, data)
     config = CompressConfig(split=3, beta=5e-4, latent=8, epochs=6, batch=32, lr=1e-2)
-    (codec,) = compress_cifar(
-        net, "cifar-tiny", config, ((5e-4, "ib-tiny"),), data, use_labels=False
-    )
+    backbone = CifarBackbone(net, "cifar-tiny", data, use_labels=False)
+    (codec,) = backbone.train(config, ((5e-4, "ib-tiny"),))
     codec.save(folder / "ib-tiny.npz")
     yield net, folder / "ib-tiny.npz"
 
@@ -126,7 +125,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
 def fitted(trained: tuple[Path, Path]) -> Path:
     """A fitted quantizer at the same split, beside the learned codec."""
     net, learned = trained
-    prepared = prepare_cifar(net, "cifar-tiny", 3, synthetic_dataset(train=256, test=64))
+    prepared = CifarBackbone(net, "cifar-tiny", synthetic_dataset(train=256, test=64)).prepare(3)
     (codec,) = fit_job(prepared, ((6, "fq-tiny"),))
     codec.save(learned.with_name("fq-tiny.npz"))
     return learned.with_name("fq-tiny.npz")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tierwise.cli import app
 from tierwise.codecs.training.bottleneck_training import CompressConfig
-from tierwise.codecs.training.vqa_backbone import compress_vqa
+from tierwise.codecs.training.vqa_backbone import VqaBackbone
 from tierwise.datasets.easy_vqa import EasyVqa, bag_of_words, load_easy_vqa
 from tierwise.models.vqa_net import load, save
 from tierwise.optimize.train_vqa import VqaTrainConfig, predict, train_vqa
@@ -53,14 +53,15 @@ def test_the_network_learns_and_round_trips(data: EasyVqa, trained: Path) -> Non
 
 def test_image_features_compress_to_a_few_bytes(data: EasyVqa, trained: Path) -> None:
     config = CompressConfig(split=4, beta=2e-3, latent=4, epochs=2, batch=128, lr=5e-3)
-    (codec,) = compress_vqa(trained, "vqa-net", config, ((2e-3, "vqa-ib"),), data)
+    backbone = VqaBackbone(trained, "vqa-net", data)
+    (codec,) = backbone.train(config, ((2e-3, "vqa-ib"),))
     measured = codec.card["measured"]
     assert codec.split == 4 and codec.input_shape == (32, 4, 4)
     assert measured["n"] == 9673 and "questions" in codec.card["measured_on"]
     assert measured["agreement"] > 0.85, codec.card
     assert measured["payload_bytes"] < 60, measured  # PNG sends about 385 B
     with pytest.raises(ValueError, match="image stages"):
-        compress_vqa(trained, "vqa-net", CompressConfig(split=5, beta=1.0), ((1.0, "x"),), data)
+        backbone.train(CompressConfig(split=5, beta=1.0), ((1.0, "x"),))
 
 
 def test_the_compression_bench_measures_vqa(data: EasyVqa, trained: Path, tmp_path: Path) -> None:

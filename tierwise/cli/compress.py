@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,9 +13,8 @@ from tierwise.errors import TierwiseError
 
 if TYPE_CHECKING:
     from tierwise.codecs.base import TrainedCodec
-    from tierwise.codecs.training.bottleneck_training import CompressConfig
-    from tierwise.codecs.training.job import Prepared
-    from tierwise.datasets.cifar10 import Cifar10
+    from tierwise.codecs.training.backbone import Backbone
+    from tierwise.codecs.training.backbone_registry import BackboneSource
 
 Step = Callable[[str, int, int], None]
 
@@ -62,29 +61,19 @@ def compress_train(
     """Train task-oriented bottlenecks at a split point, backbone frozen; save each with a card.
 
     EfficientNet-Lite codecs learn without labels, by distillation on upscaled CIFAR-10."""
-    from tierwise.arrays_file import read_format
-    from tierwise.cache import cache_dir
     from tierwise.codecs.training.bottleneck_training import CompressConfig
-    from tierwise.datasets.cifar10 import load_cifar10
-    from tierwise.models.vqa_net import FORMAT as VQA_FORMAT
 
-    lite = _is_lite(model)
-    vqa = not lite and read_format(Path(model)) == VQA_FORMAT
-    owner = model_name or (model if lite else "vqa-net" if vqa else "cifar10-net")
+    kind = _backbone_kind(model)
+    owner = model_name or _default_owner(model, kind)
     names = _codec_names(name, owner, split, [f"b{b:g}" for b in beta])
-    folder = data_folder(data)
     config = CompressConfig(
         split=split, beta=beta[0], latent=latent, stride=stride, epochs=epochs, lr=lr
     )
-    variants = tuple(zip(beta, names, strict=True))
     try:
-        if vqa:
-            codecs = _compress_vqa(Path(model), owner, config, variants, labels)
-        else:
-            dataset = load_cifar10(folder, cache_dir())
-            codecs = _compress_images(
-                model, lite, owner, config, variants, labels, images, test_images, dataset
-            )
+        source = _source(model, kind, owner, data, labels, images, test_images)
+        backbone = _open(kind, source)
+        with phase_progress() as step:
+            codecs = backbone.train(config, tuple(zip(beta, names, strict=True)), step)
     except (TierwiseError, ValueError) as exc:
         raise fail_input(exc) from exc
     _report_codecs(codecs, out)
@@ -113,27 +102,62 @@ def compress_fit(
 
     Best where a plain q-codec's per-channel ranges would outweigh the codes, such as
     EfficientNet-Lite's pooled embedding (split 6)."""
-    from tierwise.cache import cache_dir
-    from tierwise.codecs.training.job import fit_job
-    from tierwise.datasets.cifar10 import load_cifar10
-
-    lite = _is_lite(model)
-    owner = model_name or (model if lite else "cifar10-net")
+    kind = _backbone_kind(model)
+    owner = model_name or _default_owner(model, kind)
     names = _codec_names(name, owner, split, [f"q{b}" for b in bits])
     try:
-        dataset = load_cifar10(data_folder(data), cache_dir())
+        source = _source(model, kind, owner, data, False, images, test_images)
+        backbone = _open(kind, source)
         with phase_progress() as step:
-            prepared = _prepare_features(
-                model, lite, owner, split, dataset, images, test_images, step
-            )
-            codecs = fit_job(prepared, tuple(zip(bits, names, strict=True)), step)
+            codecs = backbone.fit(split, tuple(zip(bits, names, strict=True)), step)
     except (TierwiseError, ValueError) as exc:
         raise fail_input(exc) from exc
     _report_codecs(codecs, out)
 
 
-def _is_lite(model: str) -> bool:
-    return model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2")
+def _backbone_kind(model: str) -> str:
+    """Which backbone MODEL is: a pretrained EfficientNet-Lite by name, else one of our
+    networks by its file's format."""
+    from tierwise.arrays_file import read_format
+    from tierwise.models.vqa_net import FORMAT as VQA_FORMAT
+
+    if model.removeprefix("efficientnet-") in ("lite0", "lite1", "lite2"):
+        return "efficientnet-lite"
+    path = Path(model)
+    return "vqa-net" if path.is_file() and read_format(path) == VQA_FORMAT else "cifar-net"
+
+
+def _default_owner(model: str, kind: str) -> str:
+    """The model name codecs are for, as the default cluster specs call it."""
+    return {"efficientnet-lite": model, "vqa-net": "vqa-net"}.get(kind, "cifar10-net")
+
+
+def _source(
+    model: str,
+    kind: str,
+    owner: str,
+    data: Path | None,
+    labels: bool,
+    images: int | None,
+    test_images: int | None,
+) -> BackboneSource:
+    """What the backbone is made from: easy-vqa for the VQA network, else CIFAR-10."""
+    from tierwise.cache import cache_dir
+    from tierwise.codecs.training.backbone_registry import BackboneSource
+    from tierwise.datasets.cifar10 import load_cifar10
+    from tierwise.datasets.easy_vqa import load_easy_vqa
+
+    if kind == "vqa-net":
+        dataset: Any = load_easy_vqa(cache_dir())
+    else:
+        dataset = load_cifar10(data_folder(data), cache_dir())
+    return BackboneSource(model, owner, dataset, labels, images, test_images)
+
+
+def _open(kind: str, source: BackboneSource) -> Backbone:
+    from tierwise.codecs.training.backbone_registry import open_backbone
+
+    return open_backbone(kind, source)
 
 
 def _codec_names(name: str | None, owner: str, split: int, suffixes: list[str]) -> list[str]:
@@ -141,72 +165,6 @@ def _codec_names(name: str | None, owner: str, split: int, suffixes: list[str]) 
     its suffix."""
     stem = name or f"{owner}-s{split}"
     return [stem if name and len(suffixes) == 1 else f"{stem}-{s}" for s in suffixes]
-
-
-def _compress_vqa(
-    model: Path,
-    owner: str,
-    config: CompressConfig,
-    variants: tuple[tuple[float, str], ...],
-    labels: bool,
-) -> list[TrainedCodec]:
-    from tierwise.cache import cache_dir
-    from tierwise.codecs.training.vqa_backbone import compress_vqa
-    from tierwise.datasets.easy_vqa import load_easy_vqa
-
-    questions = load_easy_vqa(cache_dir())
-    with phase_progress() as step:
-        return compress_vqa(model, owner, config, variants, questions, labels, step)
-
-
-def _compress_images(
-    model: str,
-    lite: bool,
-    owner: str,
-    config: CompressConfig,
-    variants: tuple[tuple[float, str], ...],
-    labels: bool,
-    images: int | None,
-    test_images: int | None,
-    dataset: Cifar10,
-) -> list[TrainedCodec]:
-    """EfficientNet-Lite (by distillation on upscaled CIFAR-10) or our CIFAR-10 network."""
-    with phase_progress() as step:
-        if lite:
-            from tierwise.codecs.training.lite_backbone import compress_lite
-
-            variant = model.removeprefix("efficientnet-")
-            return compress_lite(
-                owner, variant, config, variants, dataset, images or 5000, test_images or 1000, step
-            )
-        from tierwise.codecs.training.cifar_backbone import compress_cifar
-
-        return compress_cifar(
-            Path(model), owner, config, variants, dataset, labels, images, test_images, step
-        )
-
-
-def _prepare_features(
-    model: str,
-    lite: bool,
-    owner: str,
-    split: int,
-    dataset: Cifar10,
-    images: int | None,
-    test_images: int | None,
-    step: Step,
-) -> Prepared:
-    """The features at the split of EfficientNet-Lite or our CIFAR-10 network, unlabelled."""
-    if lite:
-        from tierwise.codecs.training.lite_backbone import prepare_lite
-
-        variant = model.removeprefix("efficientnet-")
-        return prepare_lite(
-            owner, variant, split, dataset, images or 5000, test_images or 1000, step
-        )
-    from tierwise.codecs.training.cifar_backbone import prepare_cifar
-
-    return prepare_cifar(Path(model), owner, split, dataset, False, images, test_images, step)
 
 
 def _report_codecs(codecs: list[TrainedCodec], out: Path) -> None:

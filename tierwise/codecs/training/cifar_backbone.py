@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tierwise.codecs.base import TrainedCodec
 from tierwise.codecs.training.backbone import Backbone
-from tierwise.codecs.training.bottleneck_training import CompressConfig, frozen_tail
+from tierwise.codecs.training.bottleneck_training import frozen_tail
 from tierwise.codecs.training.job import HeldOut, Prepared, Step, cached_training_features
 from tierwise.datasets.cifar10 import Cifar10
 from tierwise.models.cifar_net import load, normalise
@@ -60,34 +59,3 @@ class CifarBackbone(Backbone):
             f"{len(x_test)} CIFAR-10 test images", stages, split, batches(x_test), y_test
         )
         return Prepared(self.model_name, split, card, features, frozen_tail(stages, split), [held])
-
-
-def compress_cifar(
-    model_path: Path,
-    model_name: str,
-    config: CompressConfig,
-    variants: tuple[tuple[float, str], ...],
-    data: Cifar10,
-    use_labels: bool = True,
-    train_images: int | None = None,
-    test_images: int | None = None,
-    step: Step = lambda *_: None,
-) -> list[TrainedCodec]:
-    """:meth:`CifarBackbone.train`, as ``tierwise compress train`` calls it."""
-    backbone = CifarBackbone(model_path, model_name, data, use_labels, train_images, test_images)
-    return backbone.train(config, variants, step)
-
-
-def prepare_cifar(
-    model_path: Path,
-    model_name: str,
-    split: int,
-    data: Cifar10,
-    use_labels: bool = True,
-    train_images: int | None = None,
-    test_images: int | None = None,
-    step: Step = lambda *_: None,
-) -> Prepared:
-    """Features at ``split`` of the training images; the test images to measure on."""
-    backbone = CifarBackbone(model_path, model_name, data, use_labels, train_images, test_images)
-    return backbone.prepare(split, step)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tierwise.codecs.base import TrainedCodec
 from tierwise.codecs.training.backbone import Backbone
-from tierwise.codecs.training.bottleneck_training import CompressConfig, frozen_tail
+from tierwise.codecs.training.bottleneck_training import frozen_tail
 from tierwise.codecs.training.cifar_backbone import sample
 from tierwise.codecs.training.job import HeldOut, Prepared, Step, cached_training_features
 from tierwise.datasets.cifar10 import Cifar10
@@ -84,31 +83,3 @@ class LiteBackbone(Backbone):
             stages, upscaled(x_train, size), len(x_train), split, None, step
         )
         return Prepared(self.model_name, split, card, features, frozen_tail(stages, split), held)
-
-
-def compress_lite(
-    model_name: str,
-    variant: str,
-    config: CompressConfig,
-    variants: tuple[tuple[float, str], ...],
-    data: Cifar10,
-    train_images: int = TRAIN_IMAGES,
-    test_images: int = TEST_IMAGES,
-    step: Step = lambda *_: None,
-) -> list[TrainedCodec]:
-    """:meth:`LiteBackbone.train`, as ``tierwise compress train`` calls it."""
-    backbone = LiteBackbone(model_name, variant, data, train_images, test_images)
-    return backbone.train(config, variants, step)
-
-
-def prepare_lite(
-    model_name: str,
-    variant: str,
-    split: int,
-    data: Cifar10,
-    train_images: int = TRAIN_IMAGES,
-    test_images: int = TEST_IMAGES,
-    step: Step = lambda *_: None,
-) -> Prepared:
-    """Features at ``split`` of upscaled CIFAR-10 training images; held-out sets to measure."""
-    return LiteBackbone(model_name, variant, data, train_images, test_images).prepare(split, step)

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tierwise.codecs.base import TrainedCodec
 from tierwise.codecs.training.backbone import Backbone
-from tierwise.codecs.training.bottleneck_training import CompressConfig, FeatureSet, Tail
+from tierwise.codecs.training.bottleneck_training import FeatureSet, Tail
 from tierwise.codecs.training.job import HeldOut, Prepared, Step
 from tierwise.datasets.easy_vqa import EasyVqa, VqaSplit
 from tierwise.models.vqa_net import VqaNet, load, pixels_to_input
@@ -113,16 +112,3 @@ class VqaBackbone(Backbone):
             "data": f"{len(x)} easy-vqa training questions",
         }
         return Prepared(self.model_name, at, card, features, vqa_tail(net, at), [held])
-
-
-def compress_vqa(
-    model_path: Path,
-    model_name: str,
-    config: CompressConfig,
-    variants: tuple[tuple[float, str], ...],
-    data: EasyVqa,
-    use_labels: bool = True,
-    step: Step = lambda *_: None,
-) -> list[TrainedCodec]:
-    """:meth:`VqaBackbone.train`, as ``tierwise compress train`` calls it."""
-    return VqaBackbone(model_path, model_name, data, use_labels).train(config, variants, step)
