@@ -113,6 +113,23 @@ def test_config_validate(tmp_path: Path) -> None:
     assert "nodes[1].port: Input should be less than or equal to 65535" in result.output
 
 
+def test_bad_files_given_to_commands_are_named_not_traced(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("x: [\n")
+    missing = str(tmp_path / "none")
+    cases = [
+        (["cascade", "calibrate", "--data", missing], f"--data: {missing} does not exist"),
+        (["cascade", "calibrate", "--data", missing, "-c", str(bad_yaml)], "not valid YAML"),
+        (["bench", "compression", "--codecs", missing, "--tasks", "vqa"], f"no file at {missing}"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "cascade [OPTIONS] COMMAND" in runner.invoke(app, ["cascade"]).output  # its help
+
+
 def test_demo_asks_all_three_tiers() -> None:
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output

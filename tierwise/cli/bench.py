@@ -109,9 +109,9 @@ def bench_compression(
     chosen = {t.strip() for t in tasks.split(",") if t.strip()}
     if not chosen <= COMPRESSION_TASKS:
         raise fail(InputError(f"--tasks: expected cifar10, lite or vqa, got {tasks!r}"))
-    files = _codec_files(codecs, lite="lite" in chosen)
     folder = data_folder(data)
     try:
+        files = _codec_files(codecs, lite="lite" in chosen)
         dataset = load_cifar10(folder, cache_dir()) if chosen & {"cifar10", "lite"} else None
         backbone = _network("cifar10" in chosen, model, "CIFAR-10", "CIFAR-10")
         net = _network("vqa" in chosen, vqa, "VQA", "easy-vqa")

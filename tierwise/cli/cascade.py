@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from tierwise.config import LlamaCppModel
     from tierwise.routing.calibrate import Calibration, Labelled, Trial
 
-cascade_app = typer.Typer(help="The live cascade: local model first, escalate when unsure.")
+cascade_app = typer.Typer(
+    help="The live cascade: local model first, escalate when unsure.", no_args_is_help=True
+)
 
 
 @cascade_app.command("calibrate")
@@ -38,10 +40,10 @@ def cascade_calibrate(
 
     from tierwise.routing.calibrate import calibrate, labelled_prompts
 
-    chosen = _local_model(config, model)
     if not 0 < target <= 1:
         raise fail(InputError("--target must be in (0, 1]", param="target"))
     try:
+        chosen = _local_model(config, model)
         items = labelled_prompts(data)[:limit]
     except TierwiseError as exc:
         raise fail(exc) from exc
@@ -59,7 +61,7 @@ def _local_model(config: Path | None, model: str) -> LlamaCppModel:
 
     chosen = spec_or_default(config).models.get(model)
     if not isinstance(chosen, LlamaCppModel):
-        raise fail(InputError(f"--model {model!r} is not a llama-cpp model of the spec"))
+        raise InputError(f"--model {model!r} is not a llama-cpp model of the spec")
     return chosen
 
 

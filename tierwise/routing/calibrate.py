@@ -49,6 +49,8 @@ class Calibration:
 
 
 def labelled_prompts(path: Path) -> list[Labelled]:
+    if not path.is_file():
+        raise InputError(f"--data: {path} does not exist or is not a file", param="data")
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding="utf-8") as handle:
         columns = csv.DictReader(handle).fieldnames or []
