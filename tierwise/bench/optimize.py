@@ -119,7 +119,8 @@ def _describe(step: dict[str, Any]) -> str:
     if kind == "prune":
         return f"prune {step['ratio']:g} + {step.get('finetune_epochs', 0)} ep"
     if kind == "quantize":
-        return f"int8 {step.get('mode')}"
+        bits = step.get("weight_bits")  # the CPU that made it decides, unless told
+        return f"int8 {step.get('mode')}" + (f" ({bits}-bit weights)" if bits else "")
     if kind == "distill":
         return f"distil w{step.get('student_width')}"
     return str(kind)
