@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"federated"},
     {"optimize"},
     {"gateway"},
+    {"orchestrate"},
     {"routing", "privacy"},
     {"placement"},
     {"runtime"},

@@ -1,0 +1,50 @@
+"""The planner contract: a plain-language request in, a task graph out.
+
+Planners plug in by name (:mod:`tierwise.orchestrate.planners` holds the one table). A
+planner may run here in milliseconds (a learned one) or ask a language model (through
+:data:`AskChat`, which the gateway provides so that the planning step is itself placed
+like any chat request, under the request's policy).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierwise.orchestrate.catalog import Catalog
+from tierwise.orchestrate.graph import TaskGraph
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked, and the names of the files they attached."""
+
+    text: str
+    files: tuple[str, ...] = ()
+
+
+@dataclass
+class Planned:
+    """A planner's graph, and what planning took (tokens, tiers, dollars when a model
+    was asked; ``tries`` counts a retry after a broken graph)."""
+
+    graph: TaskGraph
+    planner: str
+    tries: int = 1
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+#: Ask a chat model: messages and a JSON schema its answer must follow → the answer's
+#: text and what it cost (the gateway's ``tierwise`` fields).
+AskChat = Callable[[list[dict[str, str]], dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+class Planner(ABC):
+    name: str
+    catalog: Catalog
+
+    @abstractmethod
+    async def plan(self, request: PlanRequest) -> Planned:
+        """A graph for ``request`` over this planner's catalog; the caller checks it."""
