@@ -48,3 +48,15 @@ class Planner(ABC):
     @abstractmethod
     async def plan(self, request: PlanRequest) -> Planned:
         """A graph for ``request`` over this planner's catalog; the caller checks it."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One planner's answer to one example, as a benchmark scores it."""
+
+    example_id: str
+    graph: TaskGraph | None  # None: the planner gave no valid graph (refused, or broken twice)
+    seconds: float  # planning latency, as measured where the planner ran
+    tier: str  # where it ran: device, edge or cloud
+    usd: float = 0.0  # what planning cost (modelled: price tables), 0 for a local planner
+    tries: int = 1
