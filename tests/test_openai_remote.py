@@ -16,7 +16,7 @@ from tests.conftest import RunningCluster
 from tests.fake_openai import SSEHandler, delta, usage
 from tierwise.config import parse_spec
 from tierwise.errors import UpstreamError
-from tierwise.models.base import ChatMessage, ChatParams
+from tierwise.models.base import ChatMessage, ChatParams, ResponseFormat
 from tierwise.models.openai_remote import OpenAIRemoteChat
 from tierwise.runtime.launcher import LocalCluster
 
@@ -75,6 +75,27 @@ def test_adapter_sends_an_openai_request_with_key_and_usage_option(recorder: str
         ["END"],
         4,
     )
+
+
+def test_adapter_forwards_the_response_format(recorder: str) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    model = OpenAIRemoteChat("cloud-gpt", recorder, "gpt-4o-mini", api_key=None, timeout=5)
+    for fmt in (
+        ResponseFormat("json_schema", json.dumps(schema), "verdict", strict=True),
+        ResponseFormat("json_object"),
+    ):
+        model.complete([ChatMessage("user", "Hi")], ChatParams(response_format=fmt))
+    model.complete([ChatMessage("user", "Hi")], ChatParams())
+    model.close()
+    sent = [r["body"].get("response_format") for r in _Recorder.requests]
+    assert sent == [
+        {
+            "type": "json_schema",
+            "json_schema": {"name": "verdict", "schema": schema, "strict": True},
+        },
+        {"type": "json_object"},
+        None,
+    ]
 
 
 def test_adapter_refuses_a_remote_that_reports_no_usage(recorder: str) -> None:

@@ -6,6 +6,7 @@ methods that drive it. Backends are blocking; servers call them from worker thre
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +25,42 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class ResponseFormat:
+    """The shape an answer must take: any JSON object, or JSON following a schema.
+
+    ``schema`` is the JSON schema as JSON text, key order kept (a model writes the
+    properties in that order), so that equal schemas compare equal and whatever a model
+    compiles from one (a llama.cpp grammar) can be cached by it.
+    """
+
+    type: Literal["json_object", "json_schema"]
+    schema: str | None = None
+    name: str = "answer"
+    strict: bool | None = None
+
+    def schema_dict(self) -> dict[str, Any]:
+        """The schema as a dict; ``{"type": "object"}`` for a plain JSON object."""
+        parsed: dict[str, Any] = json.loads(self.schema) if self.schema else {"type": "object"}
+        return parsed
+
+    def to_openai(self) -> dict[str, Any]:
+        """The ``response_format`` field of an OpenAI chat request."""
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": self.name, "schema": self.schema_dict()}
+        if self.strict is not None:
+            spec["strict"] = self.strict
+        return {"type": "json_schema", "json_schema": spec}
+
+
+@dataclass(frozen=True)
 class ChatParams:
     max_tokens: int | None = None
     temperature: float = 0.7
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    response_format: ResponseFormat | None = None  # None: free text
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ tierwise drives the token loop itself instead of calling ``create_chat_completio
 so that token counts come from the model's own tokenizer in streaming mode too
 (llama-cpp-python reports usage only for non-streamed answers). The prompt is built
 with the chat template stored in the GGUF file, the same way llama-cpp-python does.
+A response format (JSON, or JSON following a schema) is applied as a llama.cpp grammar
+in the sampler chain (:mod:`.json_grammar`), so the loop itself does not change.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from tierwise.config import GgufFile
 from tierwise.errors import ConfigError, DependencyMissingError, InputError
 from tierwise.models.base import ChatChunk, ChatMessage, ChatModel, ChatParams, Usage
+from tierwise.models.json_grammar import GrammarCache
 from tierwise.optional import require
 
 
@@ -87,6 +90,7 @@ class LlamaCppChat(ChatModel):
             bos_token=self._llm._model.token_get_text(bos) if bos != -1 else "",
         )
         self._lock = threading.Lock()
+        self.grammars = GrammarCache(llama_cpp, self._llm._model.vocab)
 
     @property
     def n_ctx(self) -> int:
@@ -121,6 +125,9 @@ class LlamaCppChat(ChatModel):
                 param="messages",
             )
         limit = min(params.max_tokens or self.max_tokens_default, room)
+        fmt = params.response_format
+        # llama.cpp's grammar sampler masks every token that would break the format.
+        grammar = self.grammars.get(fmt) if fmt is not None else None
         self._llm.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
         vocab = self._llm._model.vocab
         text = _StopScanner(params.stop)
@@ -128,7 +135,7 @@ class LlamaCppChat(ChatModel):
         logprobs: list[float] = []
         finish = "length"
         for token in self._llm.generate(
-            prompt, temp=params.temperature, top_p=params.top_p, reset=True
+            prompt, temp=params.temperature, top_p=params.top_p, reset=True, grammar=grammar
         ):
             logprobs.append(self._logprob(token))
             if self._lib.llama_vocab_is_eog(vocab, token):

@@ -58,6 +58,8 @@ class OpenAIRemoteChat(ChatModel):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.response_format is not None:
+            body["response_format"] = params.response_format.to_openai()
         return body
 
     def _chunks(self, lines: Iterator[str]) -> Iterator[ChatChunk]:

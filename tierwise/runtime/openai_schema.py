@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tierwise.errors import InputError
-from tierwise.models.base import ChatMessage, ChatParams, Usage
+from tierwise.models.base import ChatMessage, ChatParams, ResponseFormat, Usage
 
 
 class TextPart(BaseModel):
@@ -52,6 +52,8 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1)
+    # Checked by parse_response_format, so that a bad one is a 400 naming the field.
+    response_format: Any = None
 
     @field_validator("stop")
     @classmethod
@@ -79,11 +81,50 @@ class ChatCompletionRequest(BaseModel):
             top_p=defaults.top_p if self.top_p is None else self.top_p,
             stop=tuple(self.stop or ()),
             seed=self.seed,
+            response_format=self.to_response_format(),
         )
+
+    def to_response_format(self) -> ResponseFormat | None:
+        return parse_response_format(self.response_format)
 
     @property
     def wants_usage_in_stream(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
+def parse_response_format(raw: Any) -> ResponseFormat | None:
+    """OpenAI's ``response_format``: ``{"type": "json_schema", "json_schema": {"name",
+    "schema", "strict"}}``, ``{"type": "json_object"}``, or ``{"type": "text"}`` (free
+    text, as without one). Anything else is an InputError naming the field."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InputError("response_format: expected an object", param="response_format")
+    kind = raw.get("type")
+    if kind not in _FORMAT_TYPES:
+        raise InputError(
+            f"response_format.type: expected one of {list(_FORMAT_TYPES)}, got {kind!r}",
+            param="response_format.type",
+        )
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    spec = raw.get("json_schema")
+    where = "response_format.json_schema"
+    if not isinstance(spec, dict):
+        raise InputError(f"{where}: expected {{name, schema}}", param=where)
+    schema, name, strict = spec.get("schema"), spec.get("name", "answer"), spec.get("strict")
+    if not isinstance(schema, dict):
+        raise InputError(f"{where}.schema: expected a JSON schema object", param=f"{where}.schema")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}.name: expected a non-empty string", param=f"{where}.name")
+    if strict is not None and not isinstance(strict, bool):
+        raise InputError(f"{where}.strict: expected true or false", param=f"{where}.strict")
+    return ResponseFormat("json_schema", json.dumps(schema), name, strict)
 
 
 def new_completion_id() -> str:

@@ -143,7 +143,8 @@ def _kept(call: ChatCall, plan: Plan) -> bool:
 
 
 def chat_params(body: oa.ChatCompletionRequest) -> dict[str, Any]:
-    """The sampling options a node is asked with."""
+    """The sampling options a node is asked with, and the answer's format (checked here,
+    so that a bad one is refused at the gateway with the field named, not by every node)."""
     extra: dict[str, Any] = {}
     for name in ("temperature", "top_p", "seed"):
         value = getattr(body, name)
@@ -151,4 +152,6 @@ def chat_params(body: oa.ChatCompletionRequest) -> dict[str, Any]:
             extra[name] = value
     if body.stop:
         extra["stop"] = body.stop
+    if (fmt := body.to_response_format()) is not None:
+        extra["response_format"] = fmt.to_openai()
     return extra
