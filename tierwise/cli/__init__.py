@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from tierwise.cli import (
+    ask,
     bench,
     cascade,
     cluster,
@@ -36,6 +37,7 @@ for command in (
     cluster.up,
     cluster.status,
     cluster.demo,
+    ask.ask,
     ledger.report,
     ledger.explain,
     profile.profile,

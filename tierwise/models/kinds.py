@@ -51,10 +51,20 @@ class ModelKind(ABC, Generic[Spec]):
     name: str
     spec_class: type[Spec]
     role: Role
+    #: the catalog tools (``tierwise/defaults/tools.json``) a model of this kind serves in
+    #: a plain-language run; a tool no hosted model serves is planned but not run
+    tools: tuple[str, ...] = ()
 
 
 class ChatKind(ModelKind[Spec]):
     role: Role = "chat"
+    tools = (
+        "Text Generation",
+        "Conversational",
+        "Summarization",
+        "Translation",
+        "Question Answering",
+    )
     #: whether answering takes this node's compute (an emulated slow board slows it), or
     #: another machine's (a remote endpoint: its speed is its own)
     computes_here: bool = True
@@ -77,6 +87,7 @@ class ChatKind(ModelKind[Spec]):
 
 class VisionKind(ModelKind[Spec]):
     role: Role = "staged-vision"
+    tools = ("Image Classification",)
 
     @abstractmethod
     def build(self, name: str, spec: Spec, ctx: BuildContext) -> StagedModel: ...
