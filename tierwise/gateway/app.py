@@ -1,9 +1,11 @@
 """The gateway's HTTP API (clients authenticate with their API key).
 
     GET  /healthz                          open
-    GET  /v1/models                        chat models ("auto" included) and vision models
+    GET  /v1/models                        chat ("auto" included), vision, embedding, VQA models
     POST /v1/chat/completions              OpenAI-compatible chat, streaming too; planned
     POST /v1/vision/classify?model=M       image bytes in, top-k labels out; planned
+    POST /v1/embeddings                    OpenAI-compatible sentence embeddings; planned
+    POST /v1/vision/vqa?model=M&question=Q image bytes in, the VQA model's answer; planned
     POST /v1/tasks                         {"task": "classify" | "chat", ...}: the generic entry
     POST /v1/runs                          a request in plain language (+ files): planned, run
     GET  /v1/runs/{id}                     one run: its graph, its steps and their records
@@ -41,9 +43,14 @@ from tierwise.gateway.runs.service import RunRequest
 from tierwise.net.http_common import BodyLimit, install_error_handlers
 from tierwise.orchestrate.graph import TaskGraph
 from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.whole_schema import EmbeddingsRequest
 
 
 class ChatRequest(oa.ChatCompletionRequest):
+    tierwise: dict[str, Any] | None = None
+
+
+class EmbeddingsBody(EmbeddingsRequest):
     tierwise: dict[str, Any] | None = None
 
 
@@ -88,6 +95,7 @@ def create_gateway_app(gateway: Gateway, keys: KeyRing, max_body: int) -> FastAP
     app.add_middleware(BodyLimit, limit=max_body)
     app.include_router(_info_routes(gateway))
     app.include_router(_work_routes(gateway))
+    app.include_router(_whole_routes(gateway))
     return app
 
 
@@ -108,8 +116,9 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 
     @router.get("/v1/models")
     async def models(_: Authed) -> dict[str, Any]:
+        whole = [*gateway.embeddings.models(), *gateway.vqa.models()]
         return oa.models_json(
-            ["auto", *gateway.chat.models(), *gateway.vision.models], owner="tierwise"
+            ["auto", *gateway.chat.models(), *gateway.vision.models, *whole], owner="tierwise"
         )
 
     @router.get("/metrics")
@@ -166,6 +175,29 @@ def _work_routes(gateway: Gateway) -> APIRouter:
             raise NotFoundError(f"no run {run_id!r} for this API key")
         run, steps = found
         return {**asdict(run), "records": [asdict(s) for s in steps]}
+
+    return router
+
+
+def _whole_routes(gateway: Gateway) -> APIRouter:
+    """Models called whole: each request runs on one node, placed by the planner."""
+    router = APIRouter()
+
+    @router.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsBody, request: Request, who: Authed) -> JSONResponse:
+        options = parse_options(_lower(request.headers), body.tierwise)
+        return _json(await gateway.embeddings.embed(who, body, options))
+
+    @router.post("/v1/vision/vqa")
+    async def vqa(
+        request: Request,
+        who: Authed,
+        model: str = Query(...),
+        question: str | None = Query(None),
+    ) -> JSONResponse:
+        options = parse_options(_lower(request.headers))
+        image = await request.body()
+        return _json(await gateway.vqa.answer(who, image, question, model, options))
 
     return router
 

@@ -1,7 +1,8 @@
 """The tools a cluster serves in a run, each bound to the service that runs it.
 
 A tool is served when a model some node hosts declares it (``models/kinds.py``): chat
-models write, summarize, translate, answer and converse; staged vision models classify.
+models write, summarize, translate, answer and converse; staged vision models classify;
+MiniLM compares sentences; the easy-vqa network answers questions about a picture.
 Every step is an ordinary request of its service, so it is placed, budgeted, recorded and
 explained like any other, under the run's policy, with the run's id on its record.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
 
 from tierwise.config import ClusterSpec
 from tierwise.errors import InputError
@@ -20,8 +23,11 @@ from tierwise.gateway.recorder import Served
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.gateway.runs.values import Value
 from tierwise.gateway.vision import VisionService
-from tierwise.models.kinds import hosted_models, kind_of
+from tierwise.gateway.whole.embeddings import EmbeddingService
+from tierwise.gateway.whole.vqa import VqaService
+from tierwise.models.kinds import Role, hosted_models, kind_of
 from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.whole_schema import EmbeddingsRequest, vectors_of
 
 #: How long a chat step's answer may be, in tokens.
 CHAT_STEP_TOKENS = 96
@@ -129,11 +135,64 @@ class ClassifyTool:
         return StepOutput(label, _ext(served))
 
 
+class SimilarityTool:
+    """Sentence similarity: both texts embedded in one request, their cosine as text."""
+
+    def __init__(self, embeddings: EmbeddingService, model: str) -> None:
+        self._embeddings = embeddings
+        self._model = model
+
+    async def run(self, inputs: list[Value], ctx: StepContext) -> StepOutput:
+        texts = [v.as_text() for v in inputs if v.kind in ("text", "label")]
+        if len(texts) < 2:
+            kinds = [v.kind for v in inputs]
+            raise InputError(f"Sentence Similarity compares two texts; its inputs are {kinds}")
+        body = EmbeddingsRequest(model=self._model, input=texts[:2], encoding_format="base64")
+        served = await self._embeddings.embed(ctx.caller, body, ctx.options)
+        a, b = vectors_of(served.body)
+        cosine = float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+        detail = f"cosine similarity of {self._model} sentence embeddings, -1 to 1"
+        return StepOutput(Value("text", f"{cosine:.2f}", detail=detail), _ext(served))
+
+
+class VqaTool:
+    """A question about an image, answered by a VQA model (the run's words, if no text
+    input asks one). The answer is a label; its probability and the model's note on
+    what it knows are its detail."""
+
+    def __init__(self, vqa: VqaService, model: str) -> None:
+        self._vqa = vqa
+        self._model = model
+
+    async def run(self, inputs: list[Value], ctx: StepContext) -> StepOutput:
+        image = next((v for v in inputs if v.kind == "image"), None)
+        if image is None:
+            kinds = [v.kind for v in inputs]
+            raise InputError(f"Visual Question Answering needs an image; its inputs are {kinds}")
+        question = next((v.as_text() for v in inputs if v.kind == "text"), ctx.request)
+        served = await self._vqa.answer(ctx.caller, image.data, question, self._model, ctx.options)
+        body = served.body
+        detail = f"{body['probability']:.0%}; {body['note']}"
+        return StepOutput(Value("label", str(body["answer"]), detail=detail), _ext(served))
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class WholeTools:
+    """The services of models called whole, for the tools they serve."""
+
+    embeddings: EmbeddingService
+    vqa: VqaService
+
+
 def served_tools(
-    spec: ClusterSpec, chat: ChatService, vision: VisionService
+    spec: ClusterSpec, chat: ChatService, vision: VisionService, whole: WholeTools | None = None
 ) -> dict[str, ToolRunner]:
     """Each tool some hosted model declares (its kind's ``tools``), bound to its runner.
-    Image classification goes to the first hosted vision model that declares it."""
+    Image classification goes to the first hosted vision model that declares it, and so
+    on for the tools of models called whole."""
     tools: dict[str, ToolRunner] = {}
     for name in hosted_models(spec, "chat"):
         for tool in kind_of(spec.models[name]).tools:
@@ -142,7 +201,24 @@ def served_tools(
     for name in hosted_models(spec, "staged-vision"):
         if "Image Classification" in kind_of(spec.models[name]).tools:
             tools.setdefault("Image Classification", ClassifyTool(vision, name))
+    if whole is not None:
+        _bind(tools, spec, "embedding", "Sentence Similarity", whole.embeddings, SimilarityTool)
+        _bind(tools, spec, "vqa", "Visual Question Answering", whole.vqa, VqaTool)
     return tools
+
+
+def _bind(
+    tools: dict[str, ToolRunner],
+    spec: ClusterSpec,
+    role: Role,
+    tool: str,
+    service: S,
+    runner: Callable[[S, str], ToolRunner],
+) -> None:
+    """``tool`` runs on the first hosted model of ``role`` whose kind declares it."""
+    for name in hosted_models(spec, role):
+        if tool in kind_of(spec.models[name]).tools:
+            tools.setdefault(tool, runner(service, name))
 
 
 def _ext(served: Served) -> dict[str, Any]:
