@@ -40,6 +40,11 @@ class RunningCluster:
     def url(self, node: str, from_tier: str = "device") -> str:
         return self.state.url_from(from_tier, node)  # type: ignore[arg-type]
 
+    def node_client(self, node: str) -> httpx.Client:
+        """A client for one node, reached directly, with the cluster's token."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.state.node_url(node), headers=headers, timeout=60)
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:

@@ -10,7 +10,7 @@ import pytest
 
 from tierwise.errors import BudgetExceeded
 from tierwise.ledger.report import build_report
-from tierwise.ledger.store import BudgetScope, Ledger, RequestRecord, periods
+from tierwise.ledger.store import BudgetScope, Ledger, RequestRecord, RunRecord, periods
 
 
 @pytest.fixture
@@ -115,3 +115,50 @@ def test_report_groups_and_counterfactual(ledger: Ledger) -> None:
     assert set(report.by_tier) == {"device", "edge", "-"}
     assert report.by_status == {"ok": 2, "rejected": 1}
     assert report.by_tier["edge"].tokens_in == 5
+
+
+def test_a_run_and_its_steps_round_trip(ledger: Ledger) -> None:
+    run = RunRecord("run-1", time.time(), "k", "What is in example.jpg?", "learned", "ok")
+    run.usd, run.answer, run.explain = 2e-6, "A cat.", {"graph": {"task_nodes": []}}
+    ledger.record_run(run)
+    for i, run_id in enumerate(("run-1", "run-1", None)):
+        ledger.record(_record(i, usd=1e-6, run_id=run_id))
+    found = ledger.get_run("run-1")
+    assert found is not None
+    got, steps = found
+    assert got == run
+    assert [s.id for s in steps] == ["r0", "r1"]
+    assert ledger.get_run("nope") is None
+
+
+def test_a_ledger_from_before_runs_gets_the_run_id_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the requests table as the first release wrote it
+        db.execute(
+            "CREATE TABLE requests (id VARCHAR(40) PRIMARY KEY, created_at FLOAT NOT NULL, "
+            "day VARCHAR(10) NOT NULL, api_key VARCHAR(64) NOT NULL, task VARCHAR(32) NOT NULL, "
+            "model VARCHAR(64) NOT NULL, plan VARCHAR(128) NOT NULL, tiers VARCHAR(64) NOT NULL, "
+            "tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, bytes_up INTEGER NOT NULL, "
+            "bytes_down INTEGER NOT NULL, latency_ms FLOAT NOT NULL, "
+            "predicted_latency_ms FLOAT NOT NULL, usd FLOAT NOT NULL, "
+            "predicted_usd FLOAT NOT NULL, "
+            "cloud_usd FLOAT NOT NULL, joules FLOAT NOT NULL, predicted_joules FLOAT NOT NULL, "
+            "quality FLOAT, status VARCHAR(16) NOT NULL, offline BOOLEAN NOT NULL, "
+            "attempts INTEGER NOT NULL, error TEXT, explain TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO requests VALUES ('old', 1.0, '1970-01-01', 'k', 'chat', 'm', 'p', "
+            "'device', 0, 0, 0, 0, 1.0, 1.0, 0, 0, 0, 0, 0, NULL, 'ok', 0, 1, NULL, '{}')"
+        )
+    ledger = Ledger(f"sqlite:///{path}")
+    try:
+        old = ledger.get("old")
+        assert old is not None and old.run_id is None
+        new = _record(2, run_id="run-9")
+        ledger.record(new)
+        assert ledger.get("r2") == new
+    finally:
+        ledger.close()
+    Ledger(f"sqlite:///{path}").close()  # opening again changes nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -9,8 +10,17 @@ import pytest
 
 from tierwise.config import ModelSpec, default_spec, parse_spec
 from tierwise.datasets.photos import photo_set
+from tierwise.errors import ConfigError
 from tierwise.models.base import ChatMessage
-from tierwise.models.kinds import KINDS, chat_kind, hosted_models, kind_of, vision_kind
+from tierwise.models.kinds import (
+    KINDS,
+    BuildContext,
+    chat_kind,
+    hosted_models,
+    kind_of,
+    vision_kind,
+    whole_kind,
+)
 
 
 def test_every_spec_class_config_accepts_has_one_entry() -> None:
@@ -30,6 +40,20 @@ def test_roles_decide_which_models_are_chat_and_which_are_vision() -> None:
     ]
     assert chat_kind(spec.models["efficientnet-lite0"]) is None
     assert vision_kind(spec.models["smollm2"]) is None
+    assert hosted_models(spec, "embedding") == ["minilm"]
+    assert hosted_models(spec, "vqa") == []  # its file does not exist on a fresh machine
+
+
+def test_models_called_whole_declare_their_tools_and_say_what_is_missing(tmp_path: Path) -> None:
+    spec = default_spec()
+    minilm = whole_kind(spec.models["minilm"])
+    assert minilm is not None and minilm.tools == ("Sentence Similarity",)
+    raw = _with_model("vqa", {"kind": "vqa-net", "path": str(tmp_path / "none.npz")})
+    vqa_spec = parse_spec(raw, "test").models["vqa"]
+    vqa = whole_kind(vqa_spec)
+    assert vqa is not None and vqa.role == "vqa" and vqa.tools == ("Visual Question Answering",)
+    with pytest.raises(ConfigError, match=r"models.vqa.path: no file at .*tierwise train vqa"):
+        vqa.build("vqa", vqa_spec, BuildContext(1, {}))
 
 
 def test_a_model_no_node_hosts_is_not_offered() -> None:

@@ -51,7 +51,7 @@ def test_info_lists_models_stages_and_emulation(device: httpx.Client) -> None:
 def test_models_list_is_openai_shaped(device: httpx.Client) -> None:
     data = device.get("/v1/models").json()
     assert data["object"] == "list"
-    assert {m["id"] for m in data["data"]} == {"smollm2", "efficientnet-lite0"}
+    assert {m["id"] for m in data["data"]} == {"smollm2", "efficientnet-lite0", "minilm"}
 
 
 def test_metrics_are_prometheus_text(device: httpx.Client, photo_jpeg: bytes) -> None:

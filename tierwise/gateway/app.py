@@ -1,10 +1,14 @@
 """The gateway's HTTP API (clients authenticate with their API key).
 
     GET  /healthz                          open
-    GET  /v1/models                        chat models ("auto" included) and vision models
+    GET  /v1/models                        chat ("auto" included), vision, embedding, VQA models
     POST /v1/chat/completions              OpenAI-compatible chat, streaming too; planned
     POST /v1/vision/classify?model=M       image bytes in, top-k labels out; planned
+    POST /v1/embeddings                    OpenAI-compatible sentence embeddings; planned
+    POST /v1/vision/vqa?model=M&question=Q image bytes in, the VQA model's answer; planned
     POST /v1/tasks                         {"task": "classify" | "chat", ...}: the generic entry
+    POST /v1/runs                          a request in plain language (+ files): planned, run
+    GET  /v1/runs/{id}                     one run: its graph, its steps and their records
     GET  /v1/requests/{id}                 one ledger record, with the alternatives considered
     GET  /v1/plans?model=M                 the current prediction for every plan of a vision model
     GET  /metrics                          Prometheus text format
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -34,11 +39,34 @@ from tierwise.gateway.gateway import Gateway
 from tierwise.gateway.keys import Caller, KeyRing
 from tierwise.gateway.recorder import Served
 from tierwise.gateway.request_options import RequestOptions, parse_options
+from tierwise.gateway.runs.service import RunRequest
 from tierwise.net.http_common import BodyLimit, install_error_handlers
+from tierwise.orchestrate.graph import TaskGraph
 from tierwise.runtime import openai_schema as oa
+from tierwise.runtime.whole_schema import EmbeddingsRequest
 
 
 class ChatRequest(oa.ChatCompletionRequest):
+    tierwise: dict[str, Any] | None = None
+
+
+class EmbeddingsBody(EmbeddingsRequest):
+    tierwise: dict[str, Any] | None = None
+
+
+_FILE_NAME = re.compile(r"[\w][\w.-]{0,127}")
+
+
+class RunBody(BaseModel):
+    """A plain-language run: the request, its files by the names the text uses (base64),
+    and optionally the graph to run instead of planning one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1, max_length=20_000)
+    files: dict[str, str] = Field(default_factory=dict, max_length=16)
+    graph: dict[str, Any] | None = None
+    max_usd: float | None = Field(None, ge=0)
     tierwise: dict[str, Any] | None = None
 
 
@@ -67,6 +95,7 @@ def create_gateway_app(gateway: Gateway, keys: KeyRing, max_body: int) -> FastAP
     app.add_middleware(BodyLimit, limit=max_body)
     app.include_router(_info_routes(gateway))
     app.include_router(_work_routes(gateway))
+    app.include_router(_whole_routes(gateway))
     return app
 
 
@@ -87,8 +116,9 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 
     @router.get("/v1/models")
     async def models(_: Authed) -> dict[str, Any]:
+        whole = [*gateway.embeddings.models(), *gateway.vqa.models()]
         return oa.models_json(
-            ["auto", *gateway.chat.models(), *gateway.vision.models], owner="tierwise"
+            ["auto", *gateway.chat.models(), *gateway.vision.models, *whole], owner="tierwise"
         )
 
     @router.get("/metrics")
@@ -132,7 +162,57 @@ def _work_routes(gateway: Gateway) -> APIRouter:
     async def tasks(request: Request, who: Authed) -> Response:
         return await _task(gateway, who, request, await _json_body(request))
 
+    @router.post("/v1/runs")
+    async def runs(body: RunBody, request: Request, who: Authed) -> dict[str, Any]:
+        options = parse_options(_lower(request.headers), body.tierwise)
+        result = await gateway.runs.run(who, _run_request(body), options)
+        return result.to_json()
+
+    @router.get("/v1/runs/{run_id}")
+    async def run_record(run_id: str, who: Authed) -> dict[str, Any]:
+        found = await run_in_threadpool(gateway.ledger.get_run, run_id)
+        if found is None or found[0].api_key != who.name:
+            raise NotFoundError(f"no run {run_id!r} for this API key")
+        run, steps = found
+        return {**asdict(run), "records": [asdict(s) for s in steps]}
+
     return router
+
+
+def _whole_routes(gateway: Gateway) -> APIRouter:
+    """Models called whole: each request runs on one node, placed by the planner."""
+    router = APIRouter()
+
+    @router.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsBody, request: Request, who: Authed) -> JSONResponse:
+        options = parse_options(_lower(request.headers), body.tierwise)
+        return _json(await gateway.embeddings.embed(who, body, options))
+
+    @router.post("/v1/vision/vqa")
+    async def vqa(
+        request: Request,
+        who: Authed,
+        model: str = Query(...),
+        question: str | None = Query(None),
+    ) -> JSONResponse:
+        options = parse_options(_lower(request.headers))
+        image = await request.body()
+        return _json(await gateway.vqa.answer(who, image, question, model, options))
+
+    return router
+
+
+def _run_request(body: RunBody) -> RunRequest:
+    files = {}
+    for name, data in body.files.items():
+        if not _FILE_NAME.fullmatch(name):
+            raise InputError(
+                f"files: {name!r} is not a plain file name (letters, digits, '.', '-', '_')",
+                param="files",
+            )
+        files[name] = _b64(data, f"files.{name}")
+    graph = TaskGraph.from_taskbench(body.graph) if body.graph is not None else None
+    return RunRequest(body.input, files, graph, body.max_usd)
 
 
 async def _task(gateway: Gateway, who: Caller, request: Request, data: dict[str, Any]) -> Response:
@@ -140,7 +220,7 @@ async def _task(gateway: Gateway, who: Caller, request: Request, data: dict[str,
     if task == "classify":
         job = ClassifyTask.model_validate(data)
         options = parse_options(_lower(request.headers), job.tierwise)
-        image = _b64(job.image_base64)
+        image = _b64(job.image_base64, "image_base64")
         return _json(await gateway.vision.classify(who, image, job.model, job.top_k, options))
     if task == "chat":
         body = ChatRequest.model_validate({k: v for k, v in data.items() if k != "task"})
@@ -177,8 +257,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _b64(text: str) -> bytes:
+def _b64(text: str, field: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InputError(f"image_base64 is not valid base64: {exc}", param="image_base64") from exc
+        raise InputError(f"{field} is not valid base64: {exc}", param=field) from exc

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from tierwise.errors import ClusterError
+from tierwise.errors import ClusterError, ConfigError, InputError
 from tierwise.gateway.chat.service import ChatService
 from tierwise.gateway.executor import Executor
 from tierwise.gateway.live import LiveView
@@ -24,8 +25,13 @@ from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.nodes import NodeCalls
 from tierwise.gateway.pipeline import Pipeline, Shared
 from tierwise.gateway.recorder import Recorder
+from tierwise.gateway.runs.service import RunService
+from tierwise.gateway.runs.tools import ChatTool, WholeTools, compose_prompt, served_tools
 from tierwise.gateway.vision import VisionService
+from tierwise.gateway.whole.embeddings import EmbeddingService
+from tierwise.gateway.whole.vqa import VqaService
 from tierwise.ledger.store import Ledger
+from tierwise.orchestrate.catalog import Catalog
 from tierwise.placement.profiles import Profiles
 from tierwise.runtime.node_client import NodeClient
 from tierwise.runtime.state import ClusterState
@@ -59,6 +65,9 @@ class Gateway:
         self.pipeline = Pipeline(shared, Executor(spec, gw, ledger, self.live), self.metrics)
         self.vision = VisionService(self.pipeline)
         self.chat = ChatService(self.pipeline)
+        self.embeddings = EmbeddingService(self.pipeline)
+        self.vqa = VqaService(self.pipeline)
+        self.runs = _run_service(self.pipeline, self.chat, self.vision, self.embeddings, self.vqa)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -87,3 +96,22 @@ class Gateway:
         while True:
             await asyncio.sleep(seconds)
             await run_in_threadpool(self.ledger.save_profiles, self.profiles.rows())
+
+
+def _run_service(
+    pipeline: Pipeline,
+    chat: ChatService,
+    vision: VisionService,
+    embeddings: EmbeddingService,
+    vqa: VqaService,
+) -> RunService:
+    """Plain-language runs over the tools this cluster's models serve."""
+    shared = pipeline.shared
+    settings = shared.gw.runs
+    try:
+        catalog = Catalog.load(Path(settings.catalog)) if settings.catalog else Catalog.default()
+    except InputError as exc:
+        raise ConfigError(f"gateway.runs.catalog: {exc.message}") from exc
+    tools = served_tools(shared.spec, chat, vision, WholeTools(embeddings, vqa))
+    writer = ChatTool(chat, compose_prompt) if chat.models() else None
+    return RunService(pipeline, catalog, tools, writer, settings)

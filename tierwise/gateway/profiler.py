@@ -4,7 +4,8 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
 
 - **per node** (over HTTP, from the node's own tier): each stage of each staged model,
   timed by the node itself (``X-Tierwise-Compute-Ms``, EMULATED slow-down included);
-  each chat model's prefill and decode speed and fixed overhead;
+  each chat model's prefill and decode speed and fixed overhead; each model called whole
+  (embeddings, VQA): its compute per call and the bytes of its answer;
 - **per model** (in this process): for every split point and codec, the bytes on the
   wire, the encode + decode time, and top-1 agreement with the unsplit fp32 model on
   real photos that ship with scikit-image and matplotlib.
@@ -13,21 +14,32 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from tierwise.codecs.registry import get_codec
 from tierwise.config import ClusterSpec
 from tierwise.datasets.photos import photo_set
+from tierwise.gateway.whole.calls import NodeReply, answer_bytes
 from tierwise.models.base import StagedModel
-from tierwise.models.kinds import BuildContext, hosted_models, kind_of, vision_kind
+from tierwise.models.kinds import WHOLE_ROLES, BuildContext, hosted_models, kind_of, vision_kind
 from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
-from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric, stage_metric
+from tierwise.placement.profiles import (
+    ANY_NODE,
+    CALL_MS,
+    MODEL_ACCURACY,
+    OUT_BYTES,
+    Profiles,
+    codec_metric,
+    stage_metric,
+)
 from tierwise.runtime.node_client import NodeClient
 from tierwise.runtime.state import ClusterState
 
@@ -52,6 +64,8 @@ async def profile_nodes(
                     await _profile_stages(client, node.name, model, profiles, repeats)
                 elif spec is not None and kind_of(spec).role == "chat":
                     await _profile_chat(client, node.name, model["name"], profiles)
+                elif spec is not None and kind_of(spec).role in WHOLE_ROLES:
+                    await _profile_whole(client, node.name, model, kind_of(spec).role, profiles)
                 progress(f"profiled {model['name']} on {node.name}")
 
 
@@ -118,6 +132,38 @@ async def _timed_stream(
     n = usage.completion_tokens
     decode = (n - 1) / (last - first) if first and last and last > first and n > 1 else 0.0
     return {"ttft": ttft, "prompt_tokens": usage.prompt_tokens, "decode_tok_s": decode}
+
+
+async def _profile_whole(
+    client: NodeClient, node: str, entry: dict[str, Any], role: str, profiles: Profiles
+) -> None:
+    """A model called whole: compute per call (the node's own time, median of three after
+    a warm-up) and the wire bytes of one answer; a VQA card's accuracy is its quality."""
+    name, ask = entry["name"], _WHOLE_PROBES[role]
+    await ask(client, name)  # warm-up
+    replies = [await ask(client, name) for _ in range(3)]
+    times = [float(r.ext.get("compute_ms", 0.0)) for r in replies]
+    profiles.set(node, name, CALL_MS, statistics.median(times), len(times))
+    profiles.set(ANY_NODE, name, OUT_BYTES, answer_bytes(replies[-1].transfer, 1))
+    accuracy = (entry.get("measured") or {}).get("test_accuracy")
+    if accuracy is not None:
+        profiles.set(ANY_NODE, name, MODEL_ACCURACY, float(accuracy))
+
+
+def _probe_picture() -> bytes:
+    """An easy-vqa-like picture: one red circle on white, 64×64, as PNG."""
+    image = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(image).ellipse((16, 16, 48, 48), fill="red")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+_WHOLE_PROBES: dict[str, Callable[[NodeClient, str], Awaitable[NodeReply]]] = {
+    "embedding": lambda client, model: client.embeddings(model, [SHORT_SENTENCE]),
+    "vqa": lambda client, model: client.vqa(model, _probe_picture(), "what color is the shape?"),
+}
+SHORT_SENTENCE = "A bridge crosses the river near the old mill."
 
 
 # ---------------------------------------------------------------- per model
@@ -188,10 +234,14 @@ def missing_node_profiles(spec: ClusterSpec, profiles: Profiles) -> bool:
     for node in spec.nodes:
         for name in node.models:
             role = kind_of(spec.models[name]).role
-            metric = stage_metric(0) if role == "staged-vision" else "llm:decode_tok_s"
+            metric = _NODE_METRIC.get(role, CALL_MS)
             if not profiles.has(node.name, name, metric):
                 return True
     return False
+
+
+#: the metric whose absence means a node's model is not profiled yet, by role
+_NODE_METRIC = {"staged-vision": stage_metric(0), "chat": "llm:decode_tok_s"}
 
 
 def profile_cluster(

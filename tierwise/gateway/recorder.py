@@ -44,20 +44,27 @@ class Pending:
     policy: Policy
     decision: Decision | None = None
     explain: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the plain-language run this request is a step of
     # Notes for the answer's `tierwise` object and the record: "privacy" (PII kinds found
     # and what was done, never values), "cascade" (confidence, threshold, escalation).
     notes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, caller: Caller, task: str, model: str, policy: Policy) -> Pending:
-        return cls(uuid.uuid4().hex, time.time(), caller, task, model, policy)
+    def new(
+        cls, caller: Caller, task: str, model: str, policy: Policy, run_id: str | None = None
+    ) -> Pending:
+        pending = cls(uuid.uuid4().hex, time.time(), caller, task, model, policy)
+        pending.run_id = run_id
+        return pending
 
     def next_step(self) -> Pending:
         """A second record for the same request (a cascade's escalation): same caller,
         clock and policy, a new id."""
-        return Pending(
+        step = Pending(
             uuid.uuid4().hex, self.created_at, self.caller, self.task, self.model, self.policy
         )
+        step.run_id = self.run_id
+        return step
 
     def why(self) -> dict[str, Any]:
         """The record's ``explain``: the policy, what was considered, the notes."""
@@ -218,6 +225,7 @@ def _new(pending: Pending, plan: str, tiers: str, status: str) -> RequestRecord:
         plan=plan,
         tiers=tiers,
         status=status,
+        run_id=pending.run_id,
     )
 
 

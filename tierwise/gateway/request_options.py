@@ -25,6 +25,8 @@ PLAN_HEADER = "x-tierwise-plan"
 class RequestOptions:
     policy: Policy
     pinned_plan: str | None
+    #: set by the gateway itself for the steps of a plain-language run, never by a client
+    run_id: str | None = None
 
 
 def parse_options(headers: dict[str, str], body_ext: Any = None) -> RequestOptions:

@@ -119,7 +119,7 @@ class VisionService:
         self, caller: Caller, image_bytes: bytes, model: str, top_k: int, options: RequestOptions
     ) -> Served:
         policy = self._pipeline.policy_for(caller, options)
-        pending = Pending.new(caller, "classify", model, policy)
+        pending = Pending.new(caller, "classify", model, policy, options.run_id)
         try:
             vm = self._model(model)
             x = vm.preprocess(decode_image(image_bytes))

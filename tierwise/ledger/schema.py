@@ -6,13 +6,17 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 
 metadata = MetaData()
@@ -46,6 +50,26 @@ requests = Table(
     Column("attempts", Integer, nullable=False, default=1),
     Column("error", Text, nullable=True),
     Column("explain", Text, nullable=False, default="{}"),
+    #: the plain-language run this request was a step of (None: a request of its own);
+    #: added after the first release, so older databases get it by ALTER TABLE at open
+    Column("run_id", String(40), nullable=True, index=True),
+)
+
+#: One row per plain-language run: what was asked, the plan, the answer; its steps are
+#: the ``requests`` rows with this ``run_id``.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("api_key", String(64), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("planner", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("usd", Float, nullable=False, default=0.0),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("answer", Text, nullable=True),
+    Column("explain", Text, nullable=False, default="{}"),
 )
 
 #: Spend per budget scope and period, in integer nano-dollars so that sums are exact.
@@ -75,3 +99,17 @@ profiles = Table(
     Column("updated_at", Float, nullable=False),
     PrimaryKeyConstraint("node", "model", "metric"),
 )
+
+
+def create_or_upgrade(engine: Engine) -> None:
+    """Create missing tables, and add the columns later releases gave existing ones.
+
+    ``create_all`` makes new tables but never alters old ones; a database written before
+    runs existed lacks ``requests.run_id``, and gets it here (nullable, so old rows stay
+    valid)."""
+    metadata.create_all(engine)
+    have = {c["name"] for c in inspect(engine).get_columns("requests")}
+    if "run_id" not in have:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE requests ADD COLUMN run_id VARCHAR(40)"))
+        Index("ix_requests_run_id", requests.c.run_id).create(engine, checkfirst=True)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.errors import BudgetExceeded
-from tierwise.ledger.schema import budget_usage, metadata, profiles, requests
+from tierwise.ledger.schema import budget_usage, create_or_upgrade, profiles, requests, runs
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,27 @@ class RequestRecord:
     attempts: int = 1
     error: str | None = None
     explain: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the plain-language run this was a step of
 
     @property
     def day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.created_at))
+
+
+@dataclass
+class RunRecord:
+    """A plain-language run: what was asked, how it was planned, how it ended."""
+
+    id: str
+    created_at: float
+    api_key: str
+    request: str
+    planner: str
+    status: str  # ok (every step ran), partial (some failed or were not served), error
+    usd: float = 0.0
+    latency_ms: float = 0.0
+    answer: str | None = None
+    explain: dict[str, Any] = field(default_factory=dict)  # the graph, the steps, notes
 
 
 def _nusd(usd: float) -> int:
@@ -94,7 +111,7 @@ class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
-        metadata.create_all(self.engine)
+        create_or_upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -207,6 +224,28 @@ class Ledger:
         data.pop("day")
         data["explain"] = json.loads(data["explain"] or "{}")
         return RequestRecord(**data)
+
+    def record_run(self, run: RunRecord) -> None:
+        row = asdict(run)
+        row["explain"] = json.dumps(run.explain, default=str)
+        with self._tx() as conn:
+            conn.execute(runs.insert().values(**row))
+
+    def get_run(self, run_id: str) -> tuple[RunRecord, list[RequestRecord]] | None:
+        """A run and its steps' records, oldest first."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+            steps = conn.execute(
+                select(requests.c.id)
+                .where(requests.c.run_id == run_id)
+                .order_by(requests.c.created_at)
+            ).all()
+        if row is None:
+            return None
+        data = dict(row)
+        data["explain"] = json.loads(data["explain"] or "{}")
+        found = [self.get(s[0]) for s in steps]
+        return RunRecord(**data), [r for r in found if r is not None]
 
     def rows(self, since: float = 0.0) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

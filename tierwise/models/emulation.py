@@ -12,12 +12,14 @@ import queue
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from typing import Any, Generic
 
 import numpy as np
 from PIL import Image
 
 from tierwise.models.base import ChatChunk, ChatMessage, ChatModel, ChatParams, StagedModel
+from tierwise.models.whole import In, Out, WholeModel
 
 
 class SlowedChatModel(ChatModel):
@@ -107,6 +109,42 @@ class SlowedStagedModel(StagedModel):
 
     def labels(self) -> list[str]:
         return self.inner.labels()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SlowedWholeModel(WholeModel[In, Out], Generic[In, Out]):
+    """Each call takes 1/speed_factor times the typical time of calls of its size here,
+    for the reason :class:`SlowedStagedModel` gives (a slow board is slow steadily)."""
+
+    HISTORY = 9
+
+    def __init__(self, inner: WholeModel[In, Out], speed_factor: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.speed_factor = speed_factor
+        self._busy = threading.Lock()
+        self._recent: dict[Hashable, collections.deque[float]] = {}
+
+    def run(self, x: In) -> Out:
+        with self._busy:
+            began = time.perf_counter()
+            out = self.inner.run(x)
+            elapsed = time.perf_counter() - began
+            key = self.inner.size_key(x)
+            recent = self._recent.setdefault(key, collections.deque(maxlen=self.HISTORY))
+            recent.append(elapsed)
+            target = statistics.median(recent) / self.speed_factor
+            if target > elapsed:
+                time.sleep(target - elapsed)
+            return out
+
+    def size_key(self, x: In) -> Hashable:
+        return self.inner.size_key(x)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
 
     def close(self) -> None:
         self.inner.close()

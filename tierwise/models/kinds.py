@@ -2,7 +2,9 @@
 
 Each entry says what the kind is for (its :data:`Role`), how a node builds it, and what
 the gateway needs to plan for it without loading it: a chat model's context window and
-prompt counting, a staged vision model's input preprocessing and class names. The
+prompt counting, a staged vision model's input preprocessing and class names. Models
+called whole (sentence embeddings, visual question answering) need nothing more than
+their role: each call runs on one node. The
 gateway, the profiler and the CLI ask an entry; none of them branches on spec classes.
 Heavy backends (torch, llama.cpp) are imported inside the entry's methods, only when a
 process needs that kind.
@@ -28,14 +30,20 @@ from tierwise.config import (
     ClusterSpec,
     EfficientNetLiteModel,
     LlamaCppModel,
+    MiniLMModel,
     ModelSpec,
     OpenAIRemoteModel,
+    VqaNetModel,
 )
-from tierwise.errors import ConfigError
+from tierwise.errors import ConfigError, InputError
 from tierwise.models.base import ChatMessage, ChatModel, StagedModel
+from tierwise.models.whole import WholeModel
 
-#: what a model is for: chat answers text; staged vision runs in stages that split plans cut
-Role = Literal["chat", "staged-vision"]
+#: what a model is for: chat answers text; staged vision runs in stages that split plans
+#: cut; embedding and vqa models are called whole (one call, one node)
+Role = Literal["chat", "staged-vision", "embedding", "vqa"]
+#: the roles of models called whole
+WHOLE_ROLES: tuple[Role, ...] = ("embedding", "vqa")
 Spec = TypeVar("Spec")
 
 
@@ -51,10 +59,20 @@ class ModelKind(ABC, Generic[Spec]):
     name: str
     spec_class: type[Spec]
     role: Role
+    #: the catalog tools (``tierwise/defaults/tools.json``) a model of this kind serves in
+    #: a plain-language run; a tool no hosted model serves is planned but not run
+    tools: tuple[str, ...] = ()
 
 
 class ChatKind(ModelKind[Spec]):
     role: Role = "chat"
+    tools = (
+        "Text Generation",
+        "Conversational",
+        "Summarization",
+        "Translation",
+        "Question Answering",
+    )
     #: whether answering takes this node's compute (an emulated slow board slows it), or
     #: another machine's (a remote endpoint: its speed is its own)
     computes_here: bool = True
@@ -77,6 +95,7 @@ class ChatKind(ModelKind[Spec]):
 
 class VisionKind(ModelKind[Spec]):
     role: Role = "staged-vision"
+    tools = ("Image Classification",)
 
     @abstractmethod
     def build(self, name: str, spec: Spec, ctx: BuildContext) -> StagedModel: ...
@@ -165,11 +184,51 @@ class CifarNetKind(VisionKind[CifarNetModel]):
         return cifar_input.preprocess_image, cifar_input.labels
 
 
-AnyKind = ChatKind[Any] | VisionKind[Any]
+class WholeKind(ModelKind[Spec]):
+    """A model called whole: its role says which endpoint serves it."""
+
+    @abstractmethod
+    def build(self, name: str, spec: Spec, ctx: BuildContext) -> WholeModel[Any, Any]: ...
+
+
+class MiniLMKind(WholeKind[MiniLMModel]):
+    name, spec_class = "minilm", MiniLMModel
+    role: Role = "embedding"
+    tools = ("Sentence Similarity",)
+
+    def build(self, name: str, spec: MiniLMModel, ctx: BuildContext) -> WholeModel[Any, Any]:
+        from tierwise.models.minilm import MiniLM
+
+        return MiniLM(name)
+
+
+class VqaNetKind(WholeKind[VqaNetModel]):
+    name, spec_class = "vqa-net", VqaNetModel
+    role: Role = "vqa"
+    tools = ("Visual Question Answering",)
+
+    def build(self, name: str, spec: VqaNetModel, ctx: BuildContext) -> WholeModel[Any, Any]:
+        from tierwise.models.vqa_answerer import EasyVqaNet
+
+        try:
+            return EasyVqaNet(name, spec.path)
+        except InputError as exc:
+            raise ConfigError(f"models.{name}.path: {exc.message}") from exc
+
+
+AnyKind = ChatKind[Any] | VisionKind[Any] | WholeKind[Any]
 
 #: spec ``kind`` → its entry: the one registry of model kinds
 KINDS: dict[str, AnyKind] = {
-    k.name: k for k in (LlamaCppKind(), OpenAIRemoteKind(), EfficientNetLiteKind(), CifarNetKind())
+    k.name: k
+    for k in (
+        LlamaCppKind(),
+        OpenAIRemoteKind(),
+        EfficientNetLiteKind(),
+        CifarNetKind(),
+        MiniLMKind(),
+        VqaNetKind(),
+    )
 }
 
 
@@ -192,6 +251,11 @@ def chat_kind(spec: ModelSpec) -> ChatKind[Any] | None:
 def vision_kind(spec: ModelSpec) -> VisionKind[Any] | None:
     kind = kind_of(spec)
     return kind if isinstance(kind, VisionKind) else None
+
+
+def whole_kind(spec: ModelSpec) -> WholeKind[Any] | None:
+    kind = kind_of(spec)
+    return kind if isinstance(kind, WholeKind) else None
 
 
 def hosted_models(spec: ClusterSpec, role: Role) -> list[str]:

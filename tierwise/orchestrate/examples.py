@@ -22,6 +22,9 @@ class Example:
     kind: str  # single, chain or dag
     text: str
     graph: TaskGraph
+    # task_links by tool name as the record states them: the graph keeps only the links
+    # between its own nodes (one TaskBench record links to a tool it does not have)
+    stated_links: tuple[tuple[str, str], ...] = ()
 
 
 def load_examples(path: Path) -> list[Example]:
@@ -53,9 +56,18 @@ def parse_examples(text: str, where: str) -> list[Example]:
 
 
 def _example(raw: dict[str, Any]) -> Example:
-    graph = TaskGraph.from_taskbench(raw)
+    stated = [_named_link(link) for link in raw.get("task_links") or []]
+    names = {n.get("task") for n in raw.get("task_nodes") or [] if isinstance(n, dict)}
+    inside = [{"source": s, "target": t} for s, t in stated if {s, t} <= names]
+    graph = TaskGraph.from_taskbench({**raw, "task_links": inside})
     kind = raw.get("type") or _kind(graph)
-    return Example(str(raw["id"]), str(kind), str(raw["instruction"]), graph)
+    return Example(str(raw["id"]), str(kind), str(raw["instruction"]), graph, tuple(stated))
+
+
+def _named_link(raw: Any) -> tuple[str, str]:
+    if not isinstance(raw, dict):
+        raise InputError("task_links: expected {source, target}", param="task_links")
+    return str(raw.get("source")), str(raw.get("target"))
 
 
 def _kind(graph: TaskGraph) -> str:

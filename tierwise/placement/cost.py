@@ -10,6 +10,10 @@ costing ~50 plans takes microseconds.
             + queueing on the nodes used + a local call overhead
     usd     = node price × compute s + egress price × bytes leaving a tier + tokens × price
     joules  = node active watts × compute s + radio J/byte × bytes (device side)
+
+A model called whole (embeddings, VQA) computes ``items × call:ms`` on its node, sends
+the request's own bytes up and ``items × out:bytes`` down (both measured, see
+:mod:`~tierwise.placement.profiles`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ from tierwise.config import ClusterSpec
 from tierwise.ledger.prices import is_paid
 from tierwise.placement.costing import Measured, plan_cost
 from tierwise.placement.plans import Plan
-from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric
+from tierwise.placement.profiles import (
+    ANY_NODE,
+    CALL_MS,
+    MODEL_ACCURACY,
+    OUT_BYTES,
+    Profiles,
+    codec_metric,
+)
 
 #: HTTP request and response headers on a node call, measured on the wire (~250 B each
 #: way for our clients); added to every remote plan's payload.
@@ -142,6 +153,35 @@ def build_chat_table(
     return _table(spec, plans, rows)
 
 
+def build_whole_table(
+    spec: ClusterSpec, plans: list[Plan], profiles: Profiles, items: int, request_bytes: int
+) -> PlanTable:
+    """Plans of a model called whole, for one request of ``items`` inputs (texts, or
+    image-and-question pairs) whose body is ``request_bytes`` long."""
+    rows = [_whole_row(spec, p, profiles, items, request_bytes) for p in plans]
+    return _table(spec, plans, rows)
+
+
+def _whole_row(
+    spec: ClusterSpec, plan: Plan, profiles: Profiles, items: int, request_bytes: int
+) -> _Row:
+    row = _Row()
+    assert plan.tail_node is not None
+    per_item_ms = profiles.get(plan.tail_node, plan.model, CALL_MS)
+    out_bytes = profiles.get(ANY_NODE, plan.model, OUT_BYTES)
+    if per_item_ms is None or out_bytes is None:
+        return row  # unprofiled: the planner skips it
+    seconds = items * per_item_ms / 1e3
+    row.compute_s = seconds
+    accuracy = profiles.get(ANY_NODE, plan.model, MODEL_ACCURACY)
+    row.quality = math.nan if accuracy is None else accuracy
+    if plan.remote:
+        row.bytes_up = request_bytes + HTTP_OVERHEAD_UP
+        row.bytes_down = items * out_bytes + HTTP_OVERHEAD_DOWN
+    _price_and_energy(spec, plan, row, 0.0, seconds, 0, 0)
+    return row
+
+
 def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
     row = _Row()
     head_ms = (
@@ -175,7 +215,7 @@ def _link_numbers(plan: Plan, profiles: Profiles) -> tuple[float, float, float, 
         profiles.get(ANY_NODE, plan.profile_model, codec_metric(plan.codec, plan.split, what))
         for what in ("ms", "bytes", "agreement")
     ]
-    out_bytes = profiles.get(ANY_NODE, plan.profile_model, "out:bytes")
+    out_bytes = profiles.get(ANY_NODE, plan.profile_model, OUT_BYTES)
     codec_ms, wire_bytes, agreement = values
     if codec_ms is None or wire_bytes is None or agreement is None or out_bytes is None:
         return None
@@ -259,6 +299,6 @@ def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
 
 
 def _local_calls(plan: Plan) -> int:
-    if plan.task == "chat":
+    if plan.task != "classify":  # one node answers the whole call
         return 0 if plan.remote else 1
     return 1 if plan.head_node is not None else 0

@@ -3,10 +3,12 @@
 A vision plan splits a staged model at ``split``: stages [0, split) run on the client's
 own tier (the *head*), the rest on another node (the *tail*), with ``codec`` on the
 link between them. ``split == n`` runs everything locally; ``split == 0`` sends the
-input itself, compressed by an input codec. A chat plan runs a chat model on one node.
+input itself, compressed by an input codec. A chat plan runs a chat model on one node,
+and so does a plan for a model called whole (embeddings, visual question answering).
 
 Plan ids are short and stable, so they can be pinned in requests and read in reports:
-``local@device``, ``edge/jpeg90``, ``split@3/edge/q8``, ``chat@cloud/smollm2``.
+``local@device``, ``edge/jpeg90``, ``split@3/edge/q8``, ``chat@cloud/smollm2``,
+``embed@edge/minilm``, ``vqa@device/vqa-net``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Literal
 from tierwise.config import ClusterSpec, Tier
 
 Sends = Literal["nothing", "raw", "features", "prompt"]
+Task = Literal["classify", "chat", "embed", "vqa"]
+#: the tasks of models called whole: each call runs on one node
+WholeTask = Literal["embed", "vqa"]
 
 #: Codecs the planner considers by default on each kind of link crossing.
 DEFAULT_INPUT_CODECS = ("jpeg90", "png")
@@ -26,7 +31,7 @@ DEFAULT_FEATURE_CODECS = ("raw", "fp16", "q8", "q4")
 @dataclass(frozen=True)
 class Plan:
     id: str
-    task: Literal["classify", "chat"]
+    task: Task
     model: str
     head_node: str | None  # runs stages [0, split) on the client's tier
     tail_node: str | None  # runs the rest, or the whole chat model
@@ -214,6 +219,21 @@ def variant_plans(
 
 def chat_plans(spec: ClusterSpec, models: list[str], client_tier: Tier) -> list[Plan]:
     """Every node that hosts one of ``models`` and can be reached from ``client_tier``."""
+    return _one_node_plans(spec, models, client_tier, "chat", "prompt")
+
+
+def whole_plans(
+    spec: ClusterSpec, models: list[str], client_tier: Tier, task: WholeTask, sends: Sends
+) -> list[Plan]:
+    """A model called whole, on each node that hosts it: on the client's own tier, or
+    across the link to that node's tier. ``sends`` is what a remote plan sends: ``raw``
+    for an image, ``prompt`` for text (privacy treats it like a chat prompt)."""
+    return _one_node_plans(spec, models, client_tier, task, sends)
+
+
+def _one_node_plans(
+    spec: ClusterSpec, models: list[str], client_tier: Tier, task: Task, sends: Sends
+) -> list[Plan]:
     plans = []
     for node in spec.nodes:
         for model in models:
@@ -224,8 +244,8 @@ def chat_plans(spec: ClusterSpec, models: list[str], client_tier: Tier) -> list[
                 continue
             plans.append(
                 Plan(
-                    f"chat@{node.name}/{model}",
-                    "chat",
+                    f"{task}@{node.name}/{model}",
+                    task,
                     model,
                     None,
                     node.name,
@@ -234,7 +254,7 @@ def chat_plans(spec: ClusterSpec, models: list[str], client_tier: Tier) -> list[
                     None,
                     link.name if link else None,
                     (node.tier,),
-                    "nothing" if link is None else "prompt",
+                    "nothing" if link is None else sends,
                 )
             )
     return plans

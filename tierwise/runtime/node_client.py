@@ -19,6 +19,7 @@ import numpy as np
 from tierwise.codecs import wire
 from tierwise.errors import UpstreamError
 from tierwise.models.base import ChatChunk, Usage
+from tierwise.runtime.whole_schema import EncodingFormat, vectors_of
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,24 @@ class ChatReply:
 @dataclass(frozen=True)
 class ClassifyReply:
     predictions: list[dict[str, Any]]
+    ext: dict[str, Any]
+    transfer: Transfer
+
+
+@dataclass(frozen=True)
+class EmbedReply:
+    vectors: np.ndarray  # one row per text, in input order
+    tokens: int
+    ext: dict[str, Any]
+    transfer: Transfer
+
+
+@dataclass(frozen=True)
+class VqaReply:
+    answer: str
+    probability: float
+    note: str
+    unknown_words: list[str]
     ext: dict[str, Any]
     transfer: Transfer
 
@@ -147,6 +166,25 @@ class NodeClient:
         )
         data = response.json()
         return ClassifyReply(data["predictions"], data.get("tierwise", {}), transfer)
+
+    async def embeddings(
+        self, model: str, texts: list[str], encoding_format: EncodingFormat = "base64"
+    ) -> EmbedReply:
+        """Sentence vectors; base64 by default: about a quarter of the bytes of JSON numbers."""
+        body = {"model": model, "input": texts, "encoding_format": encoding_format}
+        response, transfer = await self._call("POST", "/v1/embeddings", json=body)
+        data = response.json()
+        tokens = int(data["usage"]["prompt_tokens"])
+        return EmbedReply(vectors_of(data), tokens, data.get("tierwise", {}), transfer)
+
+    async def vqa(self, model: str, image: bytes, question: str) -> VqaReply:
+        params = {"model": model, "question": question}
+        response, transfer = await self._call(
+            "POST", "/v1/vision/vqa", params=params, content=image
+        )
+        d = response.json()
+        ext = d.get("tierwise", {})
+        return VqaReply(d["answer"], d["probability"], d["note"], d["unknown_words"], ext, transfer)
 
     async def run_stages(self, model: str, x: np.ndarray, start: int, end: int) -> StageReply:
         reply = await self.run_payload(model, wire.encode_tensor(x), start, end)

@@ -64,7 +64,7 @@ class ChatService:
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
     ) -> ChatCall:
         policy = self._pipeline.policy_for(caller, options)
-        pending = Pending.new(caller, "chat", body.model, policy)
+        pending = Pending.new(caller, "chat", body.model, policy, options.run_id)
         return ChatCall(caller, body, options.pinned_plan, pending, policy)
 
     def _all_plans(self) -> list[Plan]:

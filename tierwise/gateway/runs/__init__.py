@@ -1,0 +1,1 @@
+"""Plain-language runs: plan a graph of models, run each step where it is placed, answer."""

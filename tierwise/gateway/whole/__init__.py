@@ -1,0 +1,1 @@
+"""Requests to models called whole (embeddings, VQA): each call placed on one node."""
