@@ -96,6 +96,13 @@ class BudgetExceeded(TierwiseError):
     code = "budget_exceeded"
 
 
+class UnavailableError(TierwiseError):
+    """A part of this process is not ready, or failed to start; retrying later may help."""
+
+    http_status = 503
+    code = "unavailable"
+
+
 class ModelError(TierwiseError):
     http_status = 500
     code = "model_error"

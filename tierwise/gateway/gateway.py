@@ -25,6 +25,7 @@ from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.nodes import NodeCalls
 from tierwise.gateway.pipeline import Pipeline, Shared
 from tierwise.gateway.recorder import Recorder
+from tierwise.gateway.runs.planner_slot import planner_maker
 from tierwise.gateway.runs.service import RunService
 from tierwise.gateway.runs.tools import ChatTool, WholeTools, compose_prompt, served_tools
 from tierwise.gateway.vision import VisionService
@@ -71,6 +72,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        self.runs.planner.start(planner_maker(self.pipeline.shared.gw.runs, self.runs.catalog))
         await self.vision.discover()
         await run_in_threadpool(self.chat.load)
         shared = self.pipeline.shared
@@ -84,6 +86,7 @@ class Gateway:
         ]
 
     async def stop(self) -> None:
+        await self.runs.planner.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

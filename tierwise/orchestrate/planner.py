@@ -17,14 +17,6 @@ from tierwise.orchestrate.catalog import Catalog
 from tierwise.orchestrate.graph import TaskGraph
 
 
-@dataclass(frozen=True)
-class PlanRequest:
-    """What the user asked, and the names of the files they attached."""
-
-    text: str
-    files: tuple[str, ...] = ()
-
-
 @dataclass
 class Planned:
     """A planner's graph, and what planning took (tokens, tiers, dollars when a model
@@ -39,6 +31,18 @@ class Planned:
 #: Ask a chat model: messages and a JSON schema its answer must follow → the answer's
 #: text and what it cost (the gateway's ``tierwise`` fields).
 AskChat = Callable[[list[dict[str, str]], dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked, the names of the files they attached, and, from the gateway,
+    how to ask a chat model for this request (placed under the request's policy, so a
+    ``raw-stays-local`` request is planned on the device). Planners that ask no model
+    ignore ``ask``."""
+
+    text: str
+    files: tuple[str, ...] = ()
+    ask: AskChat | None = None
 
 
 class Planner(ABC):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,13 @@ from tierwise.gateway.pipeline import Pipeline
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.gateway.runs.compose import Answer, compose
 from tierwise.gateway.runs.executor import StepResult, execute
+from tierwise.gateway.runs.planner_slot import PlannerSlot
 from tierwise.gateway.runs.tools import ChatTool, StepContext, ToolRunner
 from tierwise.gateway.runs.values import Value, file_value
 from tierwise.ledger.store import RunRecord
 from tierwise.orchestrate.catalog import Catalog, file_names, media_type
 from tierwise.orchestrate.graph import TaskGraph
-from tierwise.orchestrate.planner import Planned, Planner, PlanRequest
+from tierwise.orchestrate.planner import AskChat, Planned, PlanRequest
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,17 @@ class RunService:
         self.tools = tools
         self._writer = writer
         self._settings = settings
-        self.planner: Planner | None = None  # set at start (see gateway.gateway)
+        self.planner = PlannerSlot()  # started with the gateway (see gateway.gateway)
+        # How to ask a chat model for one request, placed under its policy; set by the
+        # gateway where the cluster serves a chat model.
+        self.ask_for: Callable[[Caller, RequestOptions], AskChat] | None = None
 
     async def run(self, caller: Caller, request: RunRequest, options: RequestOptions) -> RunResult:
         started, run_id = time.time(), uuid.uuid4().hex
         policy = self._pipeline.policy_for(caller, options)
         files, notes = _attached(request)
         try:
-            planned, planning = await self._plan(request, files)
+            planned, planning = await self._plan(request, files, caller, options)
         except TierwiseError as exc:
             await self._record_refused(run_id, caller, request, exc, started)
             raise
@@ -119,16 +124,17 @@ class RunService:
         return result
 
     async def _plan(
-        self, request: RunRequest, files: dict[str, Value]
+        self, request: RunRequest, files: dict[str, Value], caller: Caller, options: RequestOptions
     ) -> tuple[Planned, dict[str, Any]]:
         """The graph (planned, or given) checked against the catalog and the files."""
         t0 = time.perf_counter()
         if request.graph is not None:
             planned = Planned(request.graph, "given")
-        elif self.planner is None:
-            raise InputError("no planner is loaded; send a `graph` to run", param="graph")
         else:
-            planned = await self.planner.plan(PlanRequest(request.text, tuple(files)))
+            planner = await self.planner.get()
+            t0 = time.perf_counter()  # planning time, not the wait for the planner to load
+            ask = self.ask_for(caller, options) if self.ask_for else None
+            planned = await planner.plan(PlanRequest(request.text, tuple(files), ask))
         seconds = time.perf_counter() - t0
         if len(planned.graph.nodes) > self._settings.max_steps:
             raise InputError(
