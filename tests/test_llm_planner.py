@@ -1,10 +1,10 @@
-"""The LLM planner: its prompt, its schema, its retry, and real SmolLM2 asked in this
-process and through a gateway (placed under the user's policy)."""
+"""The LLM planner: its prompt, its schema, its retry and refusal (a scripted answer
+stands in for the model there), and real SmolLM2 planning in this process. Planning
+through a cluster's gateway under a policy is in test_runs_llm.py."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -13,23 +13,17 @@ from typing import Any
 import pytest
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from tests.conftest import RunningCluster
-from tierwise.bench.orchestrate_llm import (
-    RecordedAsk,
-    load_requests,
-    predict,
-    prediction_json,
-    read_predictions,
-)
-from tierwise.errors import InputError
+from tierwise.bench.orchestrate_llm import RecordedAsk, predict
+from tierwise.errors import ConfigError, InputError
 from tierwise.models.llama_cpp_chat import LlamaCppChat
-from tierwise.orchestrate.asking import HttpAsk, LocalAsk, chat_messages, model_budget
-from tierwise.orchestrate.catalog import Catalog, Tool, file_names
-from tierwise.orchestrate.examples import Example
+from tierwise.orchestrate.asking import LocalAsk, chat_messages, model_budget
+from tierwise.orchestrate.catalog import Catalog, file_names
+from tierwise.orchestrate.examples import Example, default_examples
 from tierwise.orchestrate.graph import TaskGraph
 from tierwise.orchestrate.graph_schema import GraphBounds, graph_schema
 from tierwise.orchestrate.llm import LLMPlanner, LLMSettings
 from tierwise.orchestrate.planner import PlanRequest
+from tierwise.orchestrate.planners import PLANNERS, PlannerOptions, make_planner
 from tierwise.orchestrate.prompt import PromptBudget, estimate_tokens
 from tierwise.orchestrate.retrieval import Retriever, TfIdf
 
@@ -186,33 +180,49 @@ def test_a_file_that_was_not_attached_is_a_broken_graph() -> None:
         asyncio.run(_planner(ask).plan(REQUEST))
 
 
+# -- which model is asked --------------------------------------------------------------
+
+
+def test_the_request_s_own_ask_is_used_over_the_planner_s() -> None:
+    own, given = Scripted(SELF, SELF, tier="cloud"), Scripted(GOOD, tier="device")
+    planned = asyncio.run(_planner(own).plan(PlanRequest(REQUEST.text, REQUEST.files, given)))
+    assert planned.usage["tier"] == "device" and len(given.asked) == 1 and own.asked == []
+
+
+def test_with_no_model_to_ask_a_plan_is_refused_saying_so() -> None:
+    with pytest.raises(ConfigError, match="no chat model to ask"):
+        asyncio.run(_planner(None).plan(REQUEST))
+
+
+def test_the_registry_makes_the_llm_planner_from_its_options() -> None:
+    assert "llm" in PLANNERS
+    ask = Scripted(GOOD)
+    planner = make_planner("llm", PlannerOptions(Catalog.default(), ask=ask))
+    assert isinstance(planner, LLMPlanner) and planner.name == "llm"
+    # the embedded example plans are retrieved from when none are given
+    assert planner.similar(REQUEST)[0] in default_examples()
+    assert asyncio.run(planner.plan(REQUEST)).graph.to_taskbench() == json.loads(GOOD)
+
+
 # -- the bench's plumbing ----------------------------------------------------------------
 
 
-def test_bench_predictions_keep_refusals_and_read_back(tmp_path: Path) -> None:
-    lines = [
-        {"id": "a", "instruction": "Caption example.png and read it aloud."},
-        {"id": "b", "instruction": "Caption example.png please."},
+def test_bench_predictions_keep_refusals_with_their_asks() -> None:
+    examples = [
+        Example("a", "chain", "Caption example.png and read it aloud.", CAPTION),
+        Example("b", "single", "Caption example.png please.", CAPTION),
     ]
-    test = tmp_path / "test.jsonl"
-    test.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    requests = load_requests(test)
-    assert requests[0].request.files == ("example.png",)
     recorded = RecordedAsk(Scripted(GOOD, SELF, SELF))
-    rows = asyncio.run(predict(_planner(recorded), recorded, requests, "device"))
-    assert [r.prediction.tries for r in rows] == [1, 2]
-    assert rows[1].prediction.graph is None and "broken twice" in (rows[1].error or "")
-    assert rows[1].prediction.tier == "edge" and rows[1].prediction.usd == pytest.approx(0.002)
-    out = tmp_path / "orchestrate-llm.json"
-    out.write_text(json.dumps({"predictions": [prediction_json(r) for r in rows]}))
-    back = read_predictions(out)
-    assert back[0].graph == rows[0].prediction.graph and back[1].graph is None
+    rows, refusals = asyncio.run(predict(_planner(recorded), recorded, examples, "device"))
+    assert [r.tries for r in rows] == [1, 2] and rows[0].graph is not None
+    assert rows[1].graph is None and len(refusals) == 1 and "broken twice" in refusals[0]
+    assert rows[1].tier == "edge" and rows[1].usd == pytest.approx(0.002)
 
 
 # -- real SmolLM2 ------------------------------------------------------------------------
 
 
-def test_smollm2_in_process_writes_a_graph_over_the_catalog(smollm2: LlamaCppChat) -> None:
+def test_smollm2_writes_a_graph_over_the_catalog(smollm2: LlamaCppChat) -> None:
     """Whatever the tiny model plans, the grammar keeps it to the catalog's shape."""
     planner = _planner(LocalAsk(smollm2), budget=model_budget(smollm2))
     messages = planner.messages(REQUEST, planner.similar(REQUEST))
@@ -223,36 +233,15 @@ def test_smollm2_in_process_writes_a_graph_over_the_catalog(smollm2: LlamaCppCha
     assert usage["tier"] == "device" and usage["finish_reason"] == "stop"
 
 
-def test_planning_through_the_gateway_stays_on_the_device_under_raw_stays_local(
-    cluster: RunningCluster, api_key: str
-) -> None:
-    """A three-tool catalog keeps the prompt short for the EMULATED (slow) device."""
-    private = {"policy": {"privacy": "raw-stays-local"}}
-    edge = {"plan": "chat@edge/smollm2"}
-    for options, tier in ((private, "device"), (edge, "edge")):
-        asks = asyncio.run(_plan_through(cluster.state.gateway_url, api_key, options))
-        assert asks and all(a["tier"] == tier for a in asks)
-        assert all(a["prompt_tokens"] > 0 and a["request_id"] for a in asks)
-
-
-async def _plan_through(url: str, key: str, options: dict[str, Any]) -> list[dict[str, Any]]:
-    catalog = Catalog(
-        [
-            Tool("Image-to-Text", "Describes an image in words.", ("image",), ("text",)),
-            Tool("Text-to-Speech", "Reads a text aloud.", ("text",), ("audio",)),
-            Tool("Translation", "Translates a text.", ("text",), ("text",)),
-        ]
-    )
-    ask = HttpAsk(url, key, "smollm2", tierwise=options)
-    recorded = RecordedAsk(ask)
-    planner = LLMPlanner(catalog, EXAMPLES[:1], recorded, settings=LLMSettings(k=1))
-    try:
-        # A tiny model's graph may be broken twice; where it was asked is what counts here.
-        with contextlib.suppress(InputError):
-            await planner.plan(REQUEST)
-    finally:
-        await ask.aclose()
-    return recorded.asks
+def test_smollm2_plans_a_valid_graph_for_a_photo_request(smollm2: LlamaCppChat) -> None:
+    """The whole planner on the real model and the embedded examples: a graph that the
+    gateway's checks accept (the planner checks it before returning it)."""
+    planner = make_planner("llm", PlannerOptions(Catalog.default(), ask=LocalAsk(smollm2)))
+    request = PlanRequest("What is in example.jpg? Tell me in one sentence.", ("example.jpg",))
+    planned = asyncio.run(planner.plan(request))
+    Catalog.default().check(planned.graph, ["example.jpg"])
+    assert "example.jpg" in json.dumps(planned.graph.to_taskbench())
+    assert planned.usage["tier"] == "device" and planned.usage["completion_tokens"] > 0
 
 
 @pytest.mark.shared_data
@@ -264,10 +253,9 @@ def test_every_taskbench_prompt_fits_smollm2_with_examples(smollm2: LlamaCppChat
     train = load_examples(folder / "train.jsonl")
     planner = LLMPlanner(Catalog.default(), train, Scripted(), budget=model_budget(smollm2))
     shown = []
-    for item in load_requests(folder / "test.jsonl"):
-        examples = planner.similar(item.request)
-        messages = planner.messages(item.request, examples)
+    for item in load_examples(folder / "test.jsonl"):
+        request = PlanRequest(item.text, tuple(file_names(item.text)))
+        messages = planner.messages(request, planner.similar(request))
         shown.append((len(messages) - 2) // 2)
         assert len(smollm2.prompt_tokens(chat_messages(messages))) <= smollm2.n_ctx - 352
-        assert file_names(item.request.text) == list(item.request.files)
     assert sum(n == LLMSettings().k for n in shown) / len(shown) > 0.9

@@ -34,9 +34,13 @@ def test_orchestrate_bench_on_the_shared_taskbench_sample(tmp_path: Path) -> Non
     silent = score("silent", [Prediction(e.id, None, 0.5, "cloud", 0.01) for e in test], test)
     assert isinstance(silent, PlannerResult) and silent.groups["overall"].node_f1 == 0.0
     report = run_orchestrate_bench(
-        folder, Console(quiet=True), tmp_path, extra=[silent], folds=3, grid=SMALL
+        folder, Console(quiet=True), tmp_path, extra=[silent], folds=3, grid=SMALL, llm_limit=2
     )
-    assert [p["planner"] for p in report["planners"]] == ["learned", "nearest", "silent"]
+    names = [p["planner"] for p in report["planners"]]
+    assert names == ["learned", "nearest", "learned, first 2", "llm (smollm2), first 2", "silent"]
+    llm = report["planners"][3]
+    assert llm["groups"]["overall"]["examples"] == 2 and llm["tier"] == "device"
+    assert llm["usd_per_plan"] == 0.0 and "SmolLM2-135M-Instruct" in llm["notes"]["model"]
     assert report["data"] == {"train": 345, "test": 142, "folder": str(folder)}
     for p in report["planners"][:2]:
         assert set(p["groups"]) == {"overall", "single", "chain", "dag"}
@@ -50,4 +54,5 @@ def test_orchestrate_bench_on_the_shared_taskbench_sample(tmp_path: Path) -> Non
     assert saved["chosen"] == report["chosen"]
     md = (tmp_path / "orchestrate.md").read_text()
     assert "gpt-4 (published, all records)" in md and "silent" in md
+    assert "first N test records only" in md
     assert (tmp_path / "orchestrate.png").stat().st_size > 10_000

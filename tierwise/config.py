@@ -346,10 +346,12 @@ class RunsSpec(_Strict):
     ``planner`` names one of tierwise.orchestrate.planners (``learned`` runs here in
     milliseconds; ``llm`` asks a chat model of the cluster). ``planner_path`` is a trained
     planner from ``tierwise planner train``; without one the learned planner trains at start
-    on ``examples`` (TaskBench-form JSON lines), or on the embedded example plans."""
+    on ``examples`` (TaskBench-form JSON lines), or on the embedded example plans. The
+    ``llm`` planner asks ``planner_model`` (default: the first chat model served)."""
 
     planner: str = Field("learned", min_length=1)
     planner_path: str | None = None
+    planner_model: str | None = Field(None, min_length=1)
     examples: str | None = None
     catalog: str | None = Field(None, description="tool catalog (TaskBench tool_desc.json form)")
     compose: Literal["chat", "template"] = "chat"
@@ -427,9 +429,19 @@ class ClusterSpec(_Strict):
                 raise ValueError(f"gateway.tier: tier {self.gateway.tier!r} has no node")
             _check_unique([k.name for k in self.gateway.api_keys], "gateway.api_keys", "name")
             self._check_router(self.gateway.router)
+            self._check_runs(self.gateway.runs)
         _check_unique([p for p in ports if p != 0], "nodes/links/gateway", "port")
         self._check_prices(tiers_with_nodes)
         return self
+
+    def _check_runs(self, runs: RunsSpec) -> None:
+        """A planning model is a chat model a node hosts, here rather than in every run."""
+        hosted = {m for n in self.nodes for m in n.models}
+        chat = [m for m, s in self.models.items() if m in hosted and isinstance(s, ChatModelSpec)]
+        if (model := runs.planner_model) is not None and model not in chat:
+            raise ValueError(f"gateway.runs.planner_model: {model!r} is no hosted chat model")
+        if runs.planner == "llm" and not chat:
+            raise ValueError("gateway.runs.planner: llm asks a chat model, and no node hosts one")
 
     def _check_router(self, router: RouterSpec | None) -> None:
         for name in router.models if router is not None else {}:

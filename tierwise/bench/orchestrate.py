@@ -8,6 +8,10 @@ rows are printed beside ours, marked as published: they are on all of its record
 on the aligned test sample. Writes ``orchestrate.json``, ``orchestrate.md`` and
 ``orchestrate.png``.
 
+The LLM planner (SmolLM2 under the graph's grammar, :mod:`.orchestrate_llm`) is slow on
+a CPU, so it plans the first ``llm_limit`` test records only, and the learned planner is
+scored again on the same records beside it; both rows say so.
+
 Other planners join through :func:`score` (their ``list[Prediction]``) and the
 ``extra`` argument of :func:`run_orchestrate_bench`.
 """
@@ -100,7 +104,9 @@ def run_orchestrate_bench(
     extra: Sequence[PlannerResult] = (),
     folds: int = 5,
     grid: Grid = GRID,
+    llm_limit: int = 40,
 ) -> dict[str, Any]:
+    """Every planner's rows; ``llm_limit``: test records the LLM planner plans (0: none)."""
     from tierwise.orchestrate.learned import LearnedPlanner
     from tierwise.orchestrate.nearest import NearestPlanner
 
@@ -116,6 +122,7 @@ def run_orchestrate_bench(
         score("learned", predict(learned, test, "device"), test, catalog,
               {"design": model.design.to_json(), "train_seconds": round(train_s, 1)}),
         score("nearest", predict(NearestPlanner(train, catalog), test, "device"), test, catalog),
+        *_subset_rows(learned, train, test[:llm_limit], catalog, console),
         *extra,
     ]  # fmt: skip
     report = {
@@ -132,6 +139,27 @@ def run_orchestrate_bench(
         console.print(table)
     console.print(f"wrote {out / 'orchestrate.md'}, orchestrate.json and orchestrate.png")
     return report
+
+
+def _subset_rows(
+    learned: Planner,
+    train: Sequence[Example],
+    subset: Sequence[Example],
+    catalog: Catalog,
+    console: Console,
+) -> list[PlannerResult]:
+    """The LLM planner on ``subset``, and the learned planner on the same records."""
+    from tierwise.bench.orchestrate_llm import MODEL, llm_predictions
+
+    if not subset:
+        return []
+    n = len(subset)
+    console.log(f"the llm planner ({MODEL}) plans the first {n} test records...")
+    predictions, notes = llm_predictions(train, subset, catalog)
+    return [
+        score(f"learned, first {n}", predict(learned, subset, "device"), subset, catalog),
+        score(f"llm ({MODEL}), first {n}", predictions, subset, catalog, notes),
+    ]
 
 
 def _percentile(ms: list[float], q: float) -> float:

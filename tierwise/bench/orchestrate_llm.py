@@ -1,64 +1,46 @@
-"""The LLM planner on TaskBench: one prediction per test request, with its latency.
+"""The LLM planner's rows of ``tierwise bench orchestrate``: SmolLM2 plans test requests.
 
-Examples are retrieved from the training split only; the test requests are read for
-their id and text alone (the planner never sees a gold graph). A request the planner
-refuses (its graph broken twice) is a prediction with no graph. Scoring is not done here:
-``tierwise bench orchestrate`` scores these predictions with TaskBench's metrics, reading
-them back with :func:`read_predictions`.
+SmolLM2-135M-Instruct (the default cluster's chat model, Q4_1 GGUF) runs in this process
+through llama.cpp, under the graph's grammar, as the device node would run it. Solved
+examples are retrieved from the training split only; the planner sees a test record's
+text and the file names in it, never its graph. A request it refuses (its graph broken
+twice) or cannot plan counts as no graph, so it lowers the F1s and the valid share.
 
-Where planning runs is the :data:`AskChat`'s business: in this process for the whole test
-split, and through a running gateway with the plan pinned to one tier for latency.
+SmolLM2 takes seconds a plan on this machine's CPU, so the bench plans the first ``N``
+test records (``--llm-limit``) and scores the learned planner on the same records for a
+like-for-like row. llama.cpp runs on one thread: on a shared 2-core machine two threads
+were up to ten times slower whenever another process was busy (each token waits for
+both), and one thread was steady.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from tierwise.errors import InputError, TierwiseError
-from tierwise.orchestrate.catalog import file_names
-from tierwise.orchestrate.graph import TaskGraph
-from tierwise.orchestrate.llm import LLMPlanner
+from tierwise.config import LlamaCppModel, default_spec
+from tierwise.errors import TierwiseError
+from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
+from tierwise.orchestrate.asking import AskSettings, LocalAsk, model_budget
+from tierwise.orchestrate.catalog import Catalog, file_names
+from tierwise.orchestrate.examples import Example
+from tierwise.orchestrate.llm import LLMPlanner, LLMSettings
 from tierwise.orchestrate.planner import AskChat, PlanRequest, Prediction
 
-SUITE = "orchestrate-llm"
+MODEL = "smollm2"
+THREADS = 1
 
 
-@dataclass(frozen=True)
-class BenchRequest:
-    """A test record as a planner may see it: its id, its text and the files it names."""
-
-    id: str
-    request: PlanRequest
-
-
-@dataclass(frozen=True)
-class Predicted:
-    """A prediction, and why the planner refused when it did."""
-
-    prediction: Prediction
-    error: str | None = None
-
-
-def load_requests(path: Path, limit: int | None = None) -> list[BenchRequest]:
-    """``id`` and ``instruction`` of each line of a TaskBench JSON-lines file."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file of TaskBench requests")
-    out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            text = str(raw["instruction"])
-            out.append(BenchRequest(str(raw["id"]), PlanRequest(text, tuple(file_names(text)))))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: line {number}: {exc}") from exc
-    return out[:limit]
+def load_smollm2(threads: int = THREADS) -> LlamaCppChat:
+    """The default spec's SmolLM2, as its nodes load it."""
+    spec = default_spec().models[MODEL]
+    assert isinstance(spec, LlamaCppModel)
+    return LlamaCppChat(
+        MODEL, resolve_gguf(spec.gguf), spec.n_ctx, threads, spec.max_tokens_default
+    )
 
 
 class RecordedAsk:
@@ -78,57 +60,44 @@ class RecordedAsk:
 
 
 async def predict(
-    planner: LLMPlanner, recorded: RecordedAsk, requests: Sequence[BenchRequest], tier: str
-) -> list[Predicted]:
-    """Plan each request in turn (``planner`` asks through ``recorded``). ``tier``: where
-    planning runs when an answer does not say."""
-    out = []
-    for item in requests:
+    planner: LLMPlanner, recorded: RecordedAsk, examples: Sequence[Example], tier: str
+) -> tuple[list[Prediction], list[str]]:
+    """Plan each example's request in turn (``planner`` asks through ``recorded``), and
+    why each refused one was refused. ``tier``: where planning ran when no ask says."""
+    out, refusals = [], []
+    for e in examples:
         recorded.asks = []
         started = time.perf_counter()
-        graph: TaskGraph | None = None
-        error = None
+        graph = None
         try:
-            graph = (await planner.plan(item.request)).graph
+            graph = (await planner.plan(PlanRequest(e.text, tuple(file_names(e.text))))).graph
         except TierwiseError as exc:  # refused (400), or the model could not be asked
-            error = f"{exc.code}: {exc.message}"
+            refusals.append(f"{e.id}: {exc.code}: {exc.message}")
         seconds = time.perf_counter() - started
         asks = recorded.asks
         where = next((a["tier"] for a in reversed(asks) if a.get("tier")), tier)
         usd = sum(float(a.get("usd", 0.0)) for a in asks)
-        out.append(Predicted(Prediction(item.id, graph, seconds, where, usd, len(asks)), error))
-    return out
+        out.append(Prediction(e.id, graph, seconds, where, usd, max(len(asks), 1)))
+    return out, refusals
 
 
-def prediction_json(p: Predicted) -> dict[str, Any]:
-    pred = p.prediction
-    return {
-        "example_id": pred.example_id,
-        "graph": None if pred.graph is None else pred.graph.to_taskbench(),
-        "seconds": round(pred.seconds, 4),
-        "tier": pred.tier,
-        "usd": pred.usd,
-        "tries": pred.tries,
-        "error": p.error,
-    }
-
-
-def read_predictions(path: Path, run: str | None = None) -> list[Prediction]:
-    """The predictions of ``path`` (this bench's JSON): the whole test split, or one
-    tier's latency sample (``run``: ``device``, ``edge`` or ``cloud``)."""
+def llm_predictions(
+    train: Sequence[Example], test: Sequence[Example], catalog: Catalog
+) -> tuple[list[Prediction], dict[str, Any]]:
+    """SmolLM2's plans for ``test``, with examples retrieved from ``train``, and notes for
+    the report (model, settings, retries, refusals)."""
+    model = load_smollm2()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        rows = data["predictions"] if run is None else data["tiers"][run]["predictions"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not an {SUITE} result ({exc!r})") from exc
-    return [
-        Prediction(
-            r["example_id"],
-            None if r["graph"] is None else TaskGraph.from_taskbench(r["graph"]),
-            float(r["seconds"]),
-            str(r["tier"]),
-            float(r["usd"]),
-            int(r["tries"]),
-        )
-        for r in rows
-    ]
+        recorded = RecordedAsk(LocalAsk(model))
+        planner = LLMPlanner(catalog, train, recorded, budget=model_budget(model))
+        predictions, refusals = asyncio.run(predict(planner, recorded, test, "device"))
+    finally:
+        model.close()
+    notes = {
+        "model": f"{MODEL} (SmolLM2-135M-Instruct, Q4_1 GGUF, llama.cpp, {THREADS} thread, "
+        "in this process: the device tier's model at this CPU's speed, not emulated)",
+        "settings": {"k": LLMSettings().k, **asdict(AskSettings())},
+        "retried": sum(p.tries > 1 for p in predictions),
+        "refused": refusals,
+    }
+    return predictions, notes

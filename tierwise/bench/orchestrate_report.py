@@ -16,6 +16,7 @@ from tierwise.bench.report import markdown_table
 GROUPS = ("overall", "single", "chain", "dag")
 _MAIN = [
     "planner",
+    "records",
     "node F1",
     "edge F1 (resource)",
     "edge F1 (task_links)",
@@ -40,13 +41,14 @@ def main_rows(report: dict[str, Any]) -> list[list[str]]:
     for p in report["planners"]:
         g = p["groups"]["overall"]
         rows.append([
-            p["planner"], _f1(g["node_f1"]), _f1(g["edge_f1"]), _f1(g["link_f1"]),
+            p["planner"], str(g["examples"]), _f1(g["node_f1"]), _f1(g["edge_f1"]),
+            _f1(g["link_f1"]),
             _f1(g["argument_f1"]), f"{100 * g['valid']:.1f}", f"{p['p50_ms']:.2f}",
             f"{p['p95_ms']:.2f}", p["tier"], f"{p['usd_per_plan']:.4f}",
         ])  # fmt: skip
     for ref in report["published"]:
         rows.append([
-            f"{ref['planner']} (published, all records)", f"{ref['node_f1']:.2f}",
+            f"{ref['planner']} (published, all records)", "all", f"{ref['node_f1']:.2f}",
             f"{ref['edge_f1']:.2f}", "—", "—", "—", "—", "—", "cloud", "—",
         ])  # fmt: skip
     return rows
@@ -88,6 +90,22 @@ def cv_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def subset_note(report: dict[str, Any]) -> str:
+    """What the rows on a part of the test split are, and how the LLM planner did."""
+    lines = []
+    for p in report["planners"]:
+        notes = p.get("notes") or {}
+        if "model" in notes:
+            lines.append(
+                f"{p['planner']}: {notes['model']}; {notes['retried']} plans retried once, "
+                f"{len(notes['refused'])} refused (counted as no graph)."
+            )
+    if lines:
+        lines.insert(0, "Rows marked 'first N' are on the first N test records only; the "
+                     "graph types there are in the table by type.")  # fmt: skip
+    return " ".join(lines)
+
+
 def rich_tables(report: dict[str, Any]) -> list[Table]:
     n = report["data"]["test"]
     specs = [
@@ -99,7 +117,7 @@ def rich_tables(report: dict[str, Any]) -> list[Table]:
     ]  # fmt: skip
     tables = []
     for title, headers, rows in specs:
-        table = Table(title=title)
+        table = Table(title=title, caption=subset_note(report) if headers is _MAIN else None)
         for h in headers:
             table.add_column(h)
         for row in rows:
@@ -110,7 +128,7 @@ def rich_tables(report: dict[str, Any]) -> list[Table]:
 
 def markdown(report: dict[str, Any]) -> str:
     env, data = report["environment"], report["data"]
-    return "\n\n".join([
+    parts = [
         "# Orchestrate: planning plain-language requests (TaskBench, huggingface tools)",
         f"Train {data['train']} records, test {data['test']} records (TaskBench's aligned "
         f"records, split by id). {env['when']}, {env['cpus']} CPUs, Python {env['python']}.",
@@ -120,6 +138,7 @@ def markdown(report: dict[str, Any]) -> str:
         "uses the links as the records state them. Latency is one plan on this machine; "
         "$ per plan is modelled (0 for planners that run locally).",
         markdown_table(_MAIN, main_rows(report)),
+        subset_note(report),
         "## By graph type",
         markdown_table(_BY_TYPE, type_rows(report)),
         "## How the learned planner's design was chosen (train split only, k-fold CV)",
@@ -127,7 +146,8 @@ def markdown(report: dict[str, Any]) -> str:
         "chosen tools, each link feature set and decoder by CV edge F1 (resource). The "
         "test split was used once, for the tables above.",
         markdown_table(_CV, cv_rows(report)),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    return "\n\n".join(p for p in parts if p)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

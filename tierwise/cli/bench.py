@@ -88,13 +88,21 @@ def bench_orchestrate(
     ] = None,
     out: ResultsOpt = Path("bench/results"),
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds on train.")] = 5,
+    llm_limit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Test records the llm planner (SmolLM2, seconds a plan) plans, from the "
+            "first; the learned planner is also scored on them. 0: no llm rows.",
+        ),
+    ] = 40,
 ) -> None:
     """Planners of plain-language requests on TaskBench: node, edge and argument F1, ms."""
     from tierwise.bench.orchestrate import run_orchestrate_bench
 
     folder = data or data_folder(None) / "taskbench"
     try:
-        run_orchestrate_bench(folder, console, out, folds=folds)
+        run_orchestrate_bench(folder, console, out, folds=folds, llm_limit=llm_limit)
     except TierwiseError as exc:
         raise fail(exc) from exc
 

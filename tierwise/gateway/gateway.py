@@ -26,6 +26,7 @@ from tierwise.gateway.nodes import NodeCalls
 from tierwise.gateway.pipeline import Pipeline, Shared
 from tierwise.gateway.recorder import Recorder
 from tierwise.gateway.runs.planner_slot import planner_maker
+from tierwise.gateway.runs.planning_ask import planning_asks
 from tierwise.gateway.runs.service import RunService
 from tierwise.gateway.runs.tools import ChatTool, WholeTools, compose_prompt, served_tools
 from tierwise.gateway.vision import VisionService
@@ -117,4 +118,6 @@ def _run_service(
         raise ConfigError(f"gateway.runs.catalog: {exc.message}") from exc
     tools = served_tools(shared.spec, chat, vision, WholeTools(embeddings, vqa))
     writer = ChatTool(chat, compose_prompt) if chat.models() else None
-    return RunService(pipeline, catalog, tools, writer, settings)
+    service = RunService(pipeline, catalog, tools, writer, settings)
+    service.ask_for = planning_asks(chat, settings)
+    return service

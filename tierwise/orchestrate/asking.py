@@ -1,9 +1,7 @@
-"""Ways for a planner to ask a chat model (:data:`AskChat`): in this process, or over HTTP.
-
-:class:`LocalAsk` runs a chat model here (tests and benchmarks). :class:`HttpAsk` posts
-to ``/v1/chat/completions`` of a node or a gateway with ``response_format``; through a
-gateway the planning call is placed like any chat request, under the policy in the
-body's ``tierwise`` object (a ``raw-stays-local`` policy keeps it on the device).
+"""What every way for a planner to ask a chat model (:data:`AskChat`) shares: how the
+answer is sampled, and the usage record it returns; and :class:`LocalAsk`, which asks a
+model loaded in this process (tests and benchmarks). The gateway's own, placed under each
+run's policy, is :class:`tierwise.gateway.runs.planning_ask.GatewayAsk`.
 
 Each returns the answer's text and a usage record: ``prompt_tokens``,
 ``completion_tokens``, ``tier`` (where it ran), ``tiers``, ``usd`` (what the gateway
@@ -22,7 +20,6 @@ from typing import Any, cast
 from tierwise.models.base import ChatMessage, ChatModel, ChatParams, ResponseFormat, Role
 from tierwise.models.llama_cpp_chat import LlamaCppChat
 from tierwise.orchestrate.prompt import ANSWER_TOKENS, Message, PromptBudget
-from tierwise.runtime.node_client import ChatReply, NodeClient
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,14 @@ class AskSettings:
 
     def response_format(self, schema: dict[str, Any]) -> ResponseFormat:
         return ResponseFormat("json_schema", json.dumps(schema), self.schema_name)
+
+    def request_fields(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """An OpenAI chat request's sampling and format fields (besides the messages)."""
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "response_format": self.response_format(schema).to_openai(),
+        }
 
 
 def chat_messages(messages: list[Message]) -> list[ChatMessage]:
@@ -69,67 +74,30 @@ class LocalAsk:
         chat = chat_messages(messages)
         started = time.perf_counter()
         result = await asyncio.to_thread(self.model.complete, chat, params)
-        return result.text, {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "finish_reason": result.finish_reason,
-            "tier": self.tier,
-            "tiers": [self.tier],
-            "usd": 0.0,
-            "seconds": time.perf_counter() - started,
-        }
+        seconds = time.perf_counter() - started
+        u = result.usage
+        where = {"tier": self.tier}
+        record = usage_record(
+            where, u.prompt_tokens, u.completion_tokens, result.finish_reason, seconds
+        )
+        return result.text, record
 
 
-class HttpAsk:
-    """Asks ``model`` at a gateway's or a node's base URL. ``tierwise``: the gateway's
-    request options (``{"policy": {...}, "plan": "chat@edge/smollm2"}``)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None,
-        model: str,
-        *,
-        settings: AskSettings | None = None,
-        tierwise: dict[str, Any] | None = None,
-        timeout: float = 300.0,
-    ) -> None:
-        self.model = model
-        self.settings = settings or AskSettings()
-        self.tierwise = tierwise
-        self._client = NodeClient(base_url, api_key, timeout)
-
-    async def __call__(
-        self, messages: list[dict[str, str]], schema: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        s = self.settings
-        extra: dict[str, Any] = {
-            "temperature": s.temperature,
-            "response_format": s.response_format(schema).to_openai(),
-        }
-        if self.tierwise is not None:
-            extra["tierwise"] = self.tierwise
-        reply = await self._client.chat(self.model, messages, s.max_tokens, **extra)
-        return reply.text, reply_usage(reply)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def reply_usage(reply: ChatReply) -> dict[str, Any]:
-    """The usage record of a reply: a gateway's ``tierwise`` fields (``tiers``,
-    ``measured.usd``, ``plan``) or a node's (``tier``, ``node``)."""
-    ext = reply.ext
+def usage_record(
+    ext: dict[str, Any], prompt: int, completion: int, finish: str, seconds: float
+) -> dict[str, Any]:
+    """One ask's usage record from an answer's ``tierwise`` fields: a gateway's
+    (``tiers``, ``measured.usd``, ``plan``, ``request_id``) or a node's (``tier``, ``node``)."""
     tiers = list(ext.get("tiers") or ([ext["tier"]] if "tier" in ext else []))
     measured = ext.get("measured") or {}
     usage: dict[str, Any] = {
-        "prompt_tokens": reply.usage.prompt_tokens,
-        "completion_tokens": reply.usage.completion_tokens,
-        "finish_reason": reply.finish_reason,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "finish_reason": finish,
         "tier": tiers[-1] if tiers else None,
         "tiers": tiers,
         "usd": float(measured.get("usd", 0.0)),
-        "seconds": reply.transfer.seconds,
+        "seconds": seconds,
     }
     for key in ("plan", "request_id", "node"):
         if key in ext:

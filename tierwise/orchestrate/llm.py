@@ -9,8 +9,10 @@ checked against the catalog and the attached files. A graph that is broken anywa
 for once more with the problem named; broken twice, the request is refused with both
 problems named.
 
-The planner asks only through the :data:`AskChat` it is given, so where planning runs
-(this process, a node, or the gateway under the user's policy) is the caller's choice.
+The planner asks only through an :data:`AskChat`, so where planning runs (this process,
+a node, or the gateway under the user's policy) is the caller's choice: the request's own
+``ask`` when it brings one (the gateway binds one to each run's policy), else the one the
+planner was made with.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierwise.errors import InputError
+from tierwise.errors import ConfigError, InputError
 from tierwise.orchestrate.catalog import Catalog, file_names
 from tierwise.orchestrate.examples import Example
 from tierwise.orchestrate.graph import TaskGraph
@@ -51,14 +53,15 @@ class LLMPlanner(Planner):
         self,
         catalog: Catalog,
         examples: Sequence[Example],
-        ask: AskChat,
+        ask: AskChat | None = None,
         *,
         budget: PromptBudget = DEFAULT_BUDGET,
         settings: LLMSettings | None = None,
         embed: Embed | None = None,
     ) -> None:
         """``examples``: solved requests to retrieve from; only those whose graph runs
-        over ``catalog`` are shown (a wrong example teaches a wrong graph)."""
+        over ``catalog`` are shown (a wrong example teaches a wrong graph). ``ask``: the
+        chat model asked when a request brings none of its own."""
         self.catalog = catalog
         self.settings = settings or LLMSettings()
         self.schema = graph_schema(catalog, self.settings.bounds)
@@ -69,9 +72,15 @@ class LLMPlanner(Planner):
         self._retriever = Retriever(shown, embed) if shown else None
 
     async def plan(self, request: PlanRequest) -> Planned:
+        ask = request.ask or self._ask
+        if ask is None:
+            raise ConfigError(
+                "the llm planner has no chat model to ask: the cluster serves none, or the "
+                "planner was made without one (gateway.runs.planner: learned plans without)"
+            )
         examples = self.similar(request)
         messages = self.messages(request, examples)
-        answer, usage = await self._ask(messages, self.schema)
+        answer, usage = await ask(messages, self.schema)
         try:
             return Planned(self.read(answer, request), self.name, 1, total_usage([usage]))
         except InputError as exc:
@@ -83,7 +92,7 @@ class LLMPlanner(Planner):
                 f"the planning model's graph was broken ({first}), and {exc.message}",
                 param="plan",
             ) from exc
-        again, usage2 = await self._ask(retry, self.schema)
+        again, usage2 = await ask(retry, self.schema)
         try:
             graph = self.read(again, request)
         except InputError as exc:
@@ -130,6 +139,8 @@ class LLMPlanner(Planner):
 def total_usage(asks: list[dict[str, Any]]) -> dict[str, Any]:
     """What the asks of one plan took together, and each ask's own record."""
     return {
+        # where the graph that is used (the last ask's answer) was written
+        "tier": asks[-1].get("tier") if asks else None,
         "prompt_tokens": sum(int(u.get("prompt_tokens", 0)) for u in asks),
         "completion_tokens": sum(int(u.get("completion_tokens", 0)) for u in asks),
         "usd": sum(float(u.get("usd", 0.0)) for u in asks),

@@ -48,11 +48,17 @@ def _nearest(options: PlannerOptions) -> Planner:
     return NearestPlanner(options.examples or default_examples(), options.catalog)
 
 
+def _llm(options: PlannerOptions) -> Planner:
+    from tierwise.orchestrate.llm import LLMPlanner
+
+    # No ask here is fine for the gateway: it gives each request one bound to its policy.
+    return LLMPlanner(options.catalog, options.examples or default_examples(), options.ask)
+
+
 PLANNERS: dict[str, PlannerFactory] = {
     "learned": _learned,
     "nearest": _nearest,
-    # "llm": the planner that asks a chat model (tierwise/orchestrate/llm.py), written
-    # separately; its factory goes here, reading options.ask and options.examples.
+    "llm": _llm,
 }
 
 

@@ -105,12 +105,13 @@ class RunService:
         started, run_id = time.time(), uuid.uuid4().hex
         policy = self._pipeline.policy_for(caller, options)
         files, notes = _attached(request)
+        # Planning asks (an llm planner's) are requests of the run too: same policy, same id.
+        step_options = RequestOptions(policy, None, run_id)
         try:
-            planned, planning = await self._plan(request, files, caller, options)
+            planned, planning = await self._plan(request, files, caller, step_options)
         except TierwiseError as exc:
             await self._record_refused(run_id, caller, request, exc, started)
             raise
-        step_options = RequestOptions(policy, None, run_id)
         ctx = StepContext(caller, step_options, request.text)
         steps = await execute(planned.graph, files, self.tools, ctx, request.max_usd)
         spent = sum(s.usd for s in steps)
