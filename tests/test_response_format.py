@@ -144,7 +144,10 @@ def test_a_node_answers_in_the_schema_streamed_or_not(edge: openai.OpenAI) -> No
         response_format=FORMAT,
         stream=True,
     )
-    assert _streamed(chunks) == whole.choices[0].message.content
+    # Not equal to the whole answer: the second ask reuses the first's cached prompt and
+    # evaluates only its last token again, so greedy decoding may part at a near tie
+    # (seen: "clouds": 2 against 2000000000000). The schema holds either way.
+    _follows_schema(_streamed(chunks))
 
 
 def test_the_gateway_forwards_the_format_streamed_or_not(
