@@ -175,6 +175,8 @@ def test_a_plain_request_is_planned_on_the_device_and_run_across_tiers(
     tasks = [n["task"] for n in out["graph"]["task_nodes"]]
     assert tasks == ["Image Classification", "Text Generation"], out["graph"]
     assert out["graph"]["task_nodes"][0]["arguments"] == ["example.jpg"]
+    link = {"source": "Image Classification", "target": "Text Generation"}
+    assert out["graph"]["task_links"] == [link]
     photo, written = out["steps"]
     assert photo["tiers"] == ["device"] and "cat" in photo["output"]["text"].lower()
     assert written["status"] == "ok" and out["answer"] == written["output"]["text"]
