@@ -56,3 +56,16 @@ def test_orchestrate_bench_on_the_shared_taskbench_sample(tmp_path: Path) -> Non
     assert "gpt-4 (published, all records)" in md and "silent" in md
     assert "first N test records only" in md
     assert (tmp_path / "orchestrate.png").stat().st_size > 10_000
+
+
+def test_the_cv_table_keeps_minilm_designs_apart() -> None:
+    from tierwise.bench.orchestrate_report import cv_rows
+
+    base = {"features": "cues+words", "cue_weight": 3.0, "l2": 0.3, "threshold": 0.2,
+            "links": ["adjacent"], "decoder": "chain", "embed": 0.0, "knn": 0.0}  # fmt: skip
+    rows = [
+        {"stage": "tools", "design": base, "node_f1": 70.0, "edge_f1": None},
+        {"stage": "tools", "design": {**base, "knn": 3.0}, "node_f1": 69.0, "edge_f1": None},
+    ]
+    shown = cv_rows({"cv": rows, "chosen": base})
+    assert [r[4] for r in shown] == ["0, 0", "0, 3"]

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from tierwise.cli import app
 from tierwise.errors import InputError
+from tierwise.orchestrate import learned, selection
 from tierwise.orchestrate.arguments import build_graph, quoted
 from tierwise.orchestrate.catalog import Catalog, file_names
+from tierwise.orchestrate.embedding import Neighbours
 from tierwise.orchestrate.examples import _kind, default_examples
 from tierwise.orchestrate.graph import TaskGraph
 from tierwise.orchestrate.learned import Design, LearnedModel, LearnedPlanner, choose_tools
@@ -238,3 +240,68 @@ def test_a_saved_model_keeps_what_it_learned_from(planner: LearnedPlanner, tmp_p
     model = LearnedModel.load(path)
     assert model.info["trained_on"] == "the embedded example plans"
     assert model.tools == planner.model.tools
+
+
+def _fake_vectors(texts: list[str] | tuple[str, ...], remember: bool = True) -> np.ndarray:
+    """A stand-in for MiniLM: unit vectors from the words (same text, same vector)."""
+    out = np.zeros((len(texts), 16), np.float32)
+    for row, text in enumerate(texts):
+        for word in text.lower().split():
+            out[row, sum(map(ord, word)) % 16] += 1.0
+    norms: np.ndarray = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-6)
+
+
+def test_nearest_requests_lend_their_tools_but_never_to_themselves() -> None:
+    vectors = np.eye(3, dtype=np.float32)
+    labels = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    near = Neighbours(vectors, labels, embed_weight=0.0, knn_weight=2.0, k=1)
+    query = np.array([[0.9, 0.1, 0.0]], np.float32)
+    np.testing.assert_allclose(near.knn(query), [[1.0, 0.0]])  # request 0's tools
+    # as training rows, each request's nearest is another one
+    own = near.knn(vectors, [0, 1, 2])
+    assert not np.allclose(own, labels)
+    np.testing.assert_allclose(near.transform(query), [[2.0, 0.0]])
+    both = Neighbours(vectors, labels, embed_weight=3.0, knn_weight=1.0, k=2)
+    assert both.width == 5 and both.transform(query).shape == (1, 5)
+    np.testing.assert_allclose(both.transform(query)[0, :3], query[0] * 3.0)
+
+
+def test_a_minilm_design_trains_saves_and_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "embed", _fake_vectors)
+    monkeypatch.setattr(learned, "embed", _fake_vectors)
+    monkeypatch.setattr(selection, "EMBED_MIN_EXAMPLES", 10)
+    grid = Grid(
+        designs=(Design("cues+words", 3.0, 0.3, embed=1.0, knn=3.0),),
+        thresholds=(0.3,),
+        link_sets=(BASE_LINKS,),
+        decoders=("chain",),
+    )
+    model = train_planner(default_examples(), CATALOG, k=3, grid=grid)
+    assert model.neighbours is not None and model.design.knn == 3.0
+    assert model.neighbours.vectors.shape == (len(default_examples()), 16)
+    path = tmp_path / "minilm.npz"
+    model.save(path)
+    loaded = LearnedPlanner.load(path)
+    assert loaded.model.neighbours is not None
+    np.testing.assert_array_equal(loaded.model.neighbours.labels, model.neighbours.labels)
+    for text, files in REQUESTS:
+        assert _plan(loaded, text, files) == _plan(LearnedPlanner(model), text, files)
+
+
+def test_few_examples_never_try_the_minilm_designs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(texts: list[str], remember: bool = True) -> np.ndarray:
+        raise AssertionError("MiniLM was run")
+
+    monkeypatch.setattr(selection, "embed", refuse)
+    grid = Grid(
+        designs=(Design("cues+words", 3.0, 0.3), Design("cues+words", 3.0, 0.3, knn=3.0)),
+        thresholds=(0.3,),
+        link_sets=(BASE_LINKS,),
+        decoders=("chain",),
+    )
+    model = train_planner(default_examples(), CATALOG, k=3, grid=grid)  # 60 < 100 examples
+    assert model.neighbours is None and not model.design.uses_minilm
+    assert all(r["design"]["knn"] == 0.0 for r in model.info["cv"])

@@ -7,12 +7,15 @@ a planner would have made; the planners are tested (and benchmarked) on their ow
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import RunningCluster
 from tierwise.config import parse_spec
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import read_api_key
@@ -151,6 +154,61 @@ def test_bad_run_bodies_are_refused(gw: httpx.Client) -> None:
     response = gw.post("/v1/runs", json=bad_data)
     assert response.status_code == 400 and "files.example.jpg is not valid base64" in response.text
     assert gw.get("/v1/runs/nope").status_code == 404
+
+
+# ---------------------------------------------------------------- planned, not given
+
+
+def test_a_plain_request_is_planned_on_the_device_and_run_across_tiers(
+    gw: httpx.Client, photo_jpeg: bytes
+) -> None:
+    """No graph: the gateway's planner (learned, trained at start on the embedded
+    examples) writes it; under raw-stays-local the photo step stays on the device."""
+    files = {"example.jpg": base64.b64encode(photo_jpeg).decode()}
+    body = {"input": "What is in example.jpg? Tell me in one sentence.", "files": files}
+    run = gw.post("/v1/runs", json=body, headers={"X-Tierwise-Policy": "privacy=raw-stays-local"})
+    assert run.status_code == 200, run.text
+    out = run.json()
+    planning = out["planning"]
+    assert planning["planner"] == "learned" and planning["tier"] == "device"
+    assert planning["usd"] == 0.0 and planning["latency_ms"] < 1000
+    tasks = [n["task"] for n in out["graph"]["task_nodes"]]
+    assert tasks == ["Image Classification", "Text Generation"], out["graph"]
+    assert out["graph"]["task_nodes"][0]["arguments"] == ["example.jpg"]
+    link = {"source": "Image Classification", "target": "Text Generation"}
+    assert out["graph"]["task_links"] == [link]
+    photo, written = out["steps"]
+    assert photo["tiers"] == ["device"] and "cat" in photo["output"]["text"].lower()
+    assert written["status"] == "ok" and out["answer"] == written["output"]["text"]
+    record = gw.get(f"/v1/runs/{out['id']}").json()
+    assert record["planner"] == "learned" and len(record["records"]) == 2
+
+
+def test_tierwise_ask_runs_a_request_and_explain_shows_it_again(
+    cluster: RunningCluster, photo_jpeg: bytes, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(photo_jpeg)
+    state = ["--state-dir", str(cluster.state.state_dir)]
+    runner = CliRunner()
+    asked = runner.invoke(
+        app,
+        ["ask", "What is in example.jpg? Tell me in one sentence.",
+         "--file", f"example.jpg={photo}", "--json", *state],
+    )  # fmt: skip
+    assert asked.exit_code == 0, asked.output
+    run = json.loads(asked.output)
+    assert [s["task"] for s in run["steps"]] == ["Image Classification", "Text Generation"]
+    assert run["status"] == "ok" and run["answer"]
+    explained = runner.invoke(app, ["explain", run["id"], *state])
+    assert explained.exit_code == 0, explained.output
+    assert run["id"] in explained.output and "Image Classification" in explained.output
+    missing = runner.invoke(app, ["ask", "Describe x.jpg", "--file", str(tmp_path / "no.jpg")])
+    assert missing.exit_code != 0 and "does not exist" in " ".join(missing.output.split())
 
 
 # ---------------------------------------------------------------- a cluster to break

@@ -28,8 +28,8 @@ _MAIN = [
     "$/plan (modelled)",
 ]
 _BY_TYPE = ["planner", "type", "records", "node F1", "edge F1", "task-link F1", "arg F1", "valid %"]
-_CV = ["stage", "features", "cue weight", "l2", "threshold", "links", "decoder", "node F1",
-       "edge F1", ""]  # fmt: skip
+_CV = ["stage", "features", "cue weight", "l2", "MiniLM, knn", "threshold", "links", "decoder",
+       "node F1", "edge F1", ""]  # fmt: skip
 
 
 def _f1(value: float | None) -> str:
@@ -72,7 +72,7 @@ def cv_rows(report: dict[str, Any]) -> list[list[str]]:
     best: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in (r for r in report["cv"] if r["stage"] == "tools"):
         d = row["design"]
-        key = (d["features"], d["cue_weight"], d["l2"])
+        key = (d["features"], d["cue_weight"], d["l2"], d.get("embed"), d.get("knn"))
         if key not in best or row["node_f1"] > best[key]["node_f1"]:
             best[key] = row
     shown = [*best.values(), *(r for r in report["cv"] if r["stage"] == "structure")]
@@ -82,8 +82,9 @@ def cv_rows(report: dict[str, Any]) -> list[list[str]]:
         chosen = "chosen" if row["stage"] == "structure" and d == report["chosen"] else ""
         links = "+".join(d["links"]) if row["stage"] == "structure" else "—"
         decoder = d["decoder"] if row["stage"] == "structure" else "—"
+        minilm = f"{d.get('embed', 0.0):g}, {d.get('knn', 0.0):g}"
         out.append([
-            row["stage"], d["features"], f"{d['cue_weight']:g}", f"{d['l2']:g}",
+            row["stage"], d["features"], f"{d['cue_weight']:g}", f"{d['l2']:g}", minilm,
             f"{d['threshold']:g}", links, decoder, _f1(row["node_f1"]), _f1(row["edge_f1"]),
             chosen,
         ])  # fmt: skip

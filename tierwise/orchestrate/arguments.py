@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tierwise.orchestrate.catalog import Catalog, file_names, media_type
-from tierwise.orchestrate.graph import NODE_REF, TaskGraph, TaskNode
+from tierwise.orchestrate.graph import NODE_REF, Link, TaskGraph, TaskNode
 
 # A quoted passage: opened after a non-word character, closed before one; three words at
 # least, so "it's" and 'example.jpg' are not passages.
@@ -76,7 +76,9 @@ def build_graph(
         reads = spec.inputs if spec is not None else ("text",)
         writes = [_writes(catalog, tools[k]) for k in feeds.get(i, [])]
         nodes.append(TaskNode(tool, _arguments(reads, feeds.get(i, []), writes, sources)))
-    return TaskGraph(tuple(nodes))
+    # TaskBench's form states each feed twice, as an argument and as a task link.
+    links = tuple(Link(k, i) for i in range(len(tools)) for k in feeds.get(i, []))
+    return TaskGraph(tuple(nodes), links)
 
 
 def _arguments(

@@ -25,6 +25,7 @@ from tierwise.arrays_file import read_arrays, write_arrays
 from tierwise.errors import InputError
 from tierwise.orchestrate.arguments import build_graph
 from tierwise.orchestrate.catalog import Catalog
+from tierwise.orchestrate.embedding import Neighbours, embed
 from tierwise.orchestrate.features import Featurizer
 from tierwise.orchestrate.graph import TaskGraph
 from tierwise.orchestrate.links import MAX_TOOLS, LinkModel, best_path, parents
@@ -45,6 +46,12 @@ class Design:
     threshold: float = 0.5
     links: tuple[str, ...] = ("adjacent", "before", "compatible")
     decoder: str = "breaks"
+    embed: float = 0.0  # weight of the request's MiniLM vector (0: not used)
+    knn: float = 0.0  # weight of the nearest training requests' tools (0: not used)
+
+    @property
+    def uses_minilm(self) -> bool:
+        return self.embed > 0 or self.knn > 0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "links": list(self.links)}
@@ -62,14 +69,20 @@ class LearnedModel:
     links: LinkModel
     design: Design
     info: dict[str, Any]  # what it was trained on, and the cross-validation table
+    neighbours: Neighbours | None = None  # the MiniLM feature groups, when the design has them
 
     def graph(self, text: str, files: list[str], catalog: Catalog) -> TaskGraph:
-        p = self.nodes.predict(self.featurizer.transform([text], [files]))[0]
+        x = self.featurizer.transform([text], [files])
+        if self.neighbours is not None:
+            x = np.concatenate([x, self.neighbours.transform(embed([text], remember=False))], 1)
+        p = self.nodes.predict(x)[0]
         return decode(p, text, files, self.tools, self.design, self.links, catalog)
 
     def save(self, path: Path) -> None:
         arrays = {"nodes.weights": self.nodes.weights, "nodes.bias": self.nodes.bias}
         arrays.update(self.links.to_arrays())
+        if self.neighbours is not None:
+            arrays.update(self.neighbours.to_arrays())
         meta = {
             "format": FORMAT,
             "tools": self.tools,
@@ -77,6 +90,7 @@ class LearnedModel:
             "design": self.design.to_json(),
             "link_features": list(self.links.features),
             "info": self.info,
+            "neighbours": None if self.neighbours is None else self.neighbours.to_json(),
         }
         write_arrays(path, arrays, meta)
 
@@ -91,11 +105,16 @@ class LearnedModel:
                 LinkModel.from_arrays(arrays, list(meta["link_features"])),
                 Design.from_json(meta["design"]),
                 dict(meta.get("info") or {}),
+                _neighbours(arrays, meta.get("neighbours")),
             )
         except InputError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not a trained planner ({FORMAT}): {exc}") from exc
+
+
+def _neighbours(arrays: dict[str, np.ndarray], meta: Any) -> Neighbours | None:
+    return None if meta is None else Neighbours.load(arrays, meta)
 
 
 def choose_tools(p: np.ndarray, threshold: float) -> list[int]:

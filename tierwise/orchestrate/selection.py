@@ -21,6 +21,7 @@ import numpy as np
 
 from tierwise.errors import InputError
 from tierwise.orchestrate.catalog import Catalog, file_names
+from tierwise.orchestrate.embedding import EMBED_MIN_EXAMPLES, Neighbours, embed, minilm_available
 from tierwise.orchestrate.examples import Example
 from tierwise.orchestrate.features import Featurizer
 from tierwise.orchestrate.graph import TaskGraph, TaskNode
@@ -49,6 +50,8 @@ GRID = Grid(
         Design("cues+words", 3.0, 0.3),
         Design("cues+words", 3.0, 1.0),
         Design("cues+words+cross", 2.0, 0.3),
+        Design("cues+words", 3.0, 0.3, knn=3.0),
+        Design("cues+words", 3.0, 0.3, embed=3.0, knn=3.0),
     ),
     thresholds=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
     link_sets=(
@@ -95,6 +98,9 @@ def train_planner(
     source: str = "",
 ) -> LearnedModel:
     data = _prepare(examples, catalog, k)
+    if len(examples) < EMBED_MIN_EXAMPLES or not minilm_available():
+        cheap = tuple(d for d in grid.designs if not d.uses_minilm)
+        grid = replace(grid, designs=cheap or grid.designs)
     rows, design, probs = _choose_tools(data, catalog, grid, progress)
     node_f1 = max(r.node_f1 for r in rows)
     for links in grid.link_sets:
@@ -154,27 +160,61 @@ def _prepare(examples: Sequence[Example], catalog: Catalog, k: int) -> _Data:
     )
 
 
+@dataclass(frozen=True)
+class NodeModel:
+    """What turns a request into tool probabilities."""
+
+    featurizer: Featurizer
+    neighbours: Neighbours | None
+    logistic: Logistic
+
+    def predict(
+        self, texts: Sequence[str], files: Sequence[Sequence[str]], vectors: np.ndarray | None
+    ) -> np.ndarray:
+        x = self.featurizer.transform(texts, files)
+        if self.neighbours is not None:
+            assert vectors is not None  # a MiniLM design is given its vectors
+            x = np.concatenate([x, self.neighbours.transform(vectors)], 1)
+        return self.logistic.predict(x)
+
+
 def fit_nodes(
-    design: Design, texts: Sequence[str], files: Sequence[Sequence[str]], labels: np.ndarray
-) -> tuple[Featurizer, Logistic]:
+    design: Design,
+    texts: Sequence[str],
+    files: Sequence[Sequence[str]],
+    labels: np.ndarray,
+    vectors: np.ndarray | None = None,
+) -> NodeModel:
+    """``vectors``: the requests' MiniLM vectors, for a design that uses them."""
     cross = CROSS_WEIGHT if "cross" in design.features else 0.0
     featurizer = Featurizer.fit(texts, design.cue_weight, "words" in design.features, cross)
     x = featurizer.transform(texts, files)
-    return featurizer, Logistic.fit(x, labels, design.l2)
+    neighbours = None
+    if design.uses_minilm:
+        vectors = embed(texts) if vectors is None else vectors
+        neighbours = Neighbours(vectors, labels.astype(np.float32), design.embed, design.knn)
+        own = neighbours.transform(vectors, list(range(len(texts))))  # never its own neighbour
+        x = np.concatenate([x, own], 1)
+    return NodeModel(featurizer, neighbours, Logistic.fit(x, labels, design.l2))
 
 
 def _out_of_fold(design: Design, data: _Data) -> np.ndarray:
     p = np.zeros(data.labels.shape, np.float32)
+    vectors = embed(data.texts) if design.uses_minilm else None
     for held in data.folds:
         keep = np.setdiff1d(np.arange(len(data.texts)), held)
-        featurizer, model = fit_nodes(
+        model = fit_nodes(
             design,
             [data.texts[i] for i in keep],
             [data.files[i] for i in keep],
             data.labels[keep],
+            None if vectors is None else vectors[keep],
         )
-        x = featurizer.transform([data.texts[i] for i in held], [data.files[i] for i in held])
-        p[held] = model.predict(x)
+        p[held] = model.predict(
+            [data.texts[i] for i in held],
+            [data.files[i] for i in held],
+            None if vectors is None else vectors[held],
+        )
     return p
 
 
@@ -206,7 +246,7 @@ def _rest(data: _Data, held: np.ndarray) -> list[Example]:
 def _refit(
     design: Design, data: _Data, catalog: Catalog, rows: list[CVRow], source: str
 ) -> LearnedModel:
-    featurizer, nodes = fit_nodes(design, data.texts, data.files, data.labels)
+    nodes = fit_nodes(design, data.texts, data.files, data.labels)
     links = LinkModel.fit(data.examples, catalog, data.tools, design.links)
     info = {
         "trained_on": source,
@@ -214,8 +254,11 @@ def _refit(
         "folds": len(data.folds),
         "cv": [r.to_json() for r in rows],
     }
-    return LearnedModel(data.tools, featurizer, nodes, links, design, info)
+    return LearnedModel(
+        data.tools, nodes.featurizer, nodes.logistic, links, design, info, nodes.neighbours
+    )
 
 
 def _label(design: Design) -> str:
-    return f"{design.features} (cue weight {design.cue_weight:g}, l2 {design.l2:g})"
+    minilm = f", MiniLM {design.embed:g}, knn {design.knn:g}" if design.uses_minilm else ""
+    return f"{design.features} (cue weight {design.cue_weight:g}, l2 {design.l2:g}{minilm})"
