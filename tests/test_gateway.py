@@ -108,6 +108,17 @@ def test_an_unmeetable_latency_is_relaxed_and_said(gw: httpx.Client, photo_jpeg:
     assert ext["relaxed"] == ["max_latency_ms"]
 
 
+def test_the_answer_says_when_the_quality_floor_cannot_judge(
+    gw: httpx.Client, photo_jpeg: bytes
+) -> None:
+    """The session cluster has no labelled photos: accuracy is unknown, and it says so."""
+    ext = _classify(gw, photo_jpeg).json()["tierwise"]
+    assert "tierwise profile" in ext["quality_floor"]["unjudged"]
+    assert ext["predicted"]["quality"] is None and ext["predicted"]["agreement"] is not None
+    asked = _classify(gw, photo_jpeg, **{"X-Tierwise-Policy": "min_quality=0.5"})
+    assert asked.json()["tierwise"]["relaxed"] == ["min_quality"]
+
+
 def test_a_pinned_plan_runs_as_asked(gw: httpx.Client, photo_jpeg: bytes) -> None:
     response = _classify(gw, photo_jpeg, **{"X-Tierwise-Plan": "split@3/edge/q8"})
     assert response.status_code == 200

@@ -155,7 +155,17 @@ def test_unmeetable_latency_is_relaxed_and_named(spec, profiles) -> None:  # typ
     assert table.plans[decision.best].id == "edge/jpeg90"  # the closest to 1 ms
 
 
+def _measure_accuracy(profiles: Profiles) -> None:
+    """Accuracies as if the unsplit model were always right: each codec's is its agreement."""
+    profiles.set(ANY_NODE, MODEL, "model:accuracy", 1.0)
+    for metric in [row[2] for row in profiles.rows() if row[2].endswith(":agreement")]:
+        accuracy = profiles.get(ANY_NODE, MODEL, metric)
+        assert accuracy is not None
+        profiles.set(ANY_NODE, MODEL, metric.replace(":agreement", ":accuracy"), accuracy)
+
+
 def test_min_quality_keeps_only_accurate_plans(spec, profiles) -> None:  # type: ignore[no-untyped-def]
+    _measure_accuracy(profiles)
     table = _table(spec, profiles)
     decision = decide(table, _live(table, 100e3), Policy(min_quality=0.99), True)
     assert decision.relaxed == []
@@ -219,6 +229,7 @@ def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profil
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "bytes"), size)
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "ms"), 0.5)
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "agreement"), agreement)
+    _measure_accuracy(profiles)
     plans = vision_plans(spec, MODEL, 6, "device", learned_codecs={1: tuple(learned)})
     assert {"split@1/edge/ib-small", "split@1/edge/ib-large"} <= {p.id for p in plans}
     assert not any(p.codec == "ib-small" and p.split != 1 for p in plans)
@@ -226,7 +237,10 @@ def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profil
     live = _live(table, 100e3)
 
     def best(min_quality: float) -> str:
-        return table.plans[decide(table, live, Policy(min_quality=min_quality), True).best].id
+        # quality: any lifts the default floor (1 point below the lossless plans), so only
+        # the minimum asked for counts
+        policy = Policy(min_quality=min_quality, quality="any")
+        return table.plans[decide(table, live, policy, True).best].id
 
     assert best(0.9) == "split@1/edge/ib-small"
     assert best(0.99) == "split@1/edge/ib-large"

@@ -177,12 +177,16 @@ def _print_decision(info: dict[str, Any]) -> None:
         console.print(f"  privacy: found {', '.join(privacy['pii'])}; {privacy['action']}")
     if info.get("relaxed"):
         console.print(f"  relaxed constraints: {', '.join(info['relaxed'])}")
+    if floor := info.get("quality_floor"):
+        console.print(f"  quality floor: {_floor_line(floor)}")
     for attempt in info.get("attempts", []):
         console.print(
             f"  attempt {attempt['plan']}: {attempt['outcome']} {attempt.get('error') or ''}"
         )
     table = Table(title="plans considered")
-    for col in ("rank", "plan", "latency ms", "$", "J", "bytes ↑", "quality", "excluded because"):
+    # Predicted figures: $ from the price tables and J from watts × seconds are modelled.
+    columns = ("rank", "plan", "latency ms", "$ modelled", "J modelled", "bytes ↑")
+    for col in (*columns, "accuracy", "agreement", "excluded because"):
         table.add_column(col)
     for row in sorted(info.get("considered", []), key=lambda r: r["rank"] or 10**6):
         table.add_row(
@@ -193,6 +197,18 @@ def _print_decision(info: dict[str, Any]) -> None:
             f"{row['joules']:.2f}",
             str(row["bytes_up"]),
             str(row["quality"]),
+            str(row.get("agreement")),
             row["excluded"] or "",
         )
     console.print(table)
+
+
+def _floor_line(floor: dict[str, Any]) -> str:
+    if floor.get("unjudged"):
+        return f"not applied: {floor['unjudged']}"
+    if floor.get("floor") is None:
+        return "none (quality: any, or no measured qualities to judge)"
+    return (
+        f"accuracy ≥ {floor['floor']} (best {floor['best']} less max_quality_loss "
+        f"{floor['max_quality_loss']})"
+    )

@@ -108,6 +108,7 @@ class Recorder:
             "tiers": list(plan.tiers),
             "offline": offline,
             "relaxed": decision.relaxed,
+            "quality_floor": decision.quality_floor.as_dict(),
             **pending.notes,
             "attempts": [a.__dict__ for a in executed.attempts],
             "predicted": _predicted(decision, i),
@@ -137,6 +138,7 @@ class Recorder:
         record.explain = {
             **pending.why(),
             "relaxed": decision.relaxed,
+            "quality_floor": ext["quality_floor"],
             "attempts": ext["attempts"],
         }
         await run_in_threadpool(self.ledger.record, record, executed.reservation, executed.usd)
@@ -238,6 +240,7 @@ def _predicted(decision: Decision, i: int) -> dict[str, Any]:
         "bytes_up": int(t.bytes_up[i]),
         "bytes_down": int(t.bytes_down[i]),
         "quality": None if np.isnan(t.quality[i]) else round(float(t.quality[i]), 4),
+        "agreement": None if np.isnan(t.agreement[i]) else round(float(t.agreement[i]), 4),
     }
 
 

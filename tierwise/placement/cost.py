@@ -32,8 +32,10 @@ from tierwise.placement.profiles import (
     ANY_NODE,
     CALL_MS,
     MODEL_ACCURACY,
+    MODEL_AGREEMENT,
     OUT_BYTES,
     Profiles,
+    accuracy_metric,
     codec_metric,
 )
 
@@ -81,7 +83,9 @@ class PlanTable:
     tail: np.ndarray  # int node index, -1 = none
     usd: np.ndarray
     joules: np.ndarray
-    quality: np.ndarray  # nan = unknown
+    quality: np.ndarray  # nan = unknown; vision: measured top-1 accuracy
+    #: top-1 agreement with the unsplit fp32 model where fp32 is decisive; nan = unknown
+    agreement: np.ndarray
     sends_raw: np.ndarray
     sends_features: np.ndarray
     paid: np.ndarray
@@ -89,6 +93,10 @@ class PlanTable:
     local_calls: np.ndarray  # how many calls go to a node on the client's tier
     #: compute seconds ÷ sqrt(measurements behind them); 0 where the estimate is settled
     uncertainty_s: np.ndarray
+    #: True where ``quality`` was measured on labelled data (vision, models called
+    #: whole); chat qualities are the router's predictions, which the default quality
+    #: floor does not judge
+    quality_measured: bool = False
 
     def __post_init__(self) -> None:
         # Index arrays with -1 clipped to 0, and masks saying where they are real, so a
@@ -128,12 +136,14 @@ class _Row:
     usd: float = 0.0
     joules: float = 0.0
     quality: float = math.nan
+    agreement: float = math.nan
     paid: bool = False
     uncertainty_s: float = 0.0
 
 
 def build_vision_table(spec: ClusterSpec, plans: list[Plan], profiles: Profiles) -> PlanTable:
-    return _table(spec, plans, [_vision_row(spec, p, profiles) for p in plans])
+    rows = [_vision_row(spec, p, profiles) for p in plans]
+    return _table(spec, plans, rows, quality_measured=True)
 
 
 def build_chat_table(
@@ -159,7 +169,7 @@ def build_whole_table(
     """Plans of a model called whole, for one request of ``items`` inputs (texts, or
     image-and-question pairs) whose body is ``request_bytes`` long."""
     rows = [_whole_row(spec, p, profiles, items, request_bytes) for p in plans]
-    return _table(spec, plans, rows)
+    return _table(spec, plans, rows, quality_measured=True)
 
 
 def _whole_row(
@@ -197,9 +207,11 @@ def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
         return row  # unprofiled: compute_s stays nan and the planner skips it
     codec_ms, wire_bytes, out_bytes, agreement = link
     row.compute_s = (head_ms + tail_ms + codec_ms) / 1e3
+    accuracy = profiles.get(ANY_NODE, plan.model, accuracy_metric(plan.codec, plan.split))
+    row.quality = math.nan if accuracy is None else accuracy
     # A variant agrees with its base model only so often; its codec errors add to that.
-    variant_agreement = profiles.get(ANY_NODE, plan.model, "model:agreement")
-    row.quality = agreement * (1.0 if variant_agreement is None else variant_agreement)
+    variant_agreement = profiles.get(ANY_NODE, plan.model, MODEL_AGREEMENT)
+    row.agreement = agreement * (1.0 if variant_agreement is None else variant_agreement)
     if plan.remote:
         row.bytes_up = wire_bytes + HTTP_OVERHEAD_UP
         row.bytes_down = out_bytes + HTTP_OVERHEAD_DOWN
@@ -266,7 +278,9 @@ def _price_and_energy(
     )
 
 
-def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
+def _table(
+    spec: ClusterSpec, plans: list[Plan], rows: list[_Row], quality_measured: bool = False
+) -> PlanTable:
     links = [lk.name for lk in spec.links]
     nodes = [n.name for n in spec.nodes]
 
@@ -289,12 +303,14 @@ def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
         usd=col([r.usd for r in rows], float),
         joules=col([r.joules for r in rows], float),
         quality=col([r.quality for r in rows], float),
+        agreement=col([r.agreement for r in rows], float),
         sends_raw=col([p.sends in ("raw", "prompt") for p in plans], bool),
         sends_features=col([p.sends == "features" for p in plans], bool),
         paid=col([r.paid for r in rows], bool),
         profiled=col([not math.isnan(r.compute_s) for r in rows], bool),
         local_calls=col([_local_calls(p) for p in plans], float),
         uncertainty_s=col([r.uncertainty_s for r in rows], float),
+        quality_measured=quality_measured,
     )
 
 
