@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import RunningCluster
+from tests.cost_labels import assert_costs_labelled
 from tierwise.cli import app
 from tierwise.net.link_client import LinkClient
 
@@ -31,7 +32,15 @@ def test_classify_names_its_plan_and_costs(gw: httpx.Client, photo_jpeg: bytes) 
     assert response.headers["x-tierwise-request-id"] == ext["request_id"]
     assert "predicted_latency_ms=" in response.headers["x-tierwise-cost"]
     for part in ("predicted", "measured"):
-        assert set(ext[part]) >= {"latency_ms", "usd", "joules", "bytes_up", "bytes_down"}
+        assert set(ext[part]) >= {
+            "latency_ms",
+            "usd_modelled",
+            "joules_modelled",
+            "bytes_up",
+            "bytes_down",
+        }
+    assert "joules_measured" in ext["measured"]  # RAPL's, or null where there is none
+    assert_costs_labelled(body)
     assert ext["measured"]["latency_ms"] > 0 and ext["offline"] is False
 
 
@@ -40,7 +49,7 @@ def test_the_record_is_committed_before_the_response(gw: httpx.Client, photo_jpe
     record = gw.get(f"/v1/requests/{ext['request_id']}").json()
     assert record["status"] == "ok" and record["plan"] == ext["plan"]
     assert record["bytes_up"] == ext["measured"]["bytes_up"]
-    assert record["usd"] == pytest.approx(ext["measured"]["usd"])
+    assert record["usd_modelled"] == pytest.approx(ext["measured"]["usd_modelled"])
     assert len(record["explain"]["considered"]) >= 40  # every candidate plan, with predictions
 
 

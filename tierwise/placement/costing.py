@@ -28,21 +28,21 @@ class Measured:
     tail_compute_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
-    #: Compute energy measured by RAPL on every node used, when they all have it; it then
-    #: replaces the watts × time model for compute (radio energy is still modelled).
+    #: Compute energy measured by RAPL on every node used, when they all have it. It is
+    #: reported beside the modelled joules (``joules_measured``), never mixed into them,
+    #: so a figure is always one or the other.
     measured_compute_joules: float | None = None
 
 
 def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]:
-    """(USD, joules) of running ``plan`` with the quantities in ``m``."""
+    """(USD, joules) of running ``plan`` with the quantities in ``m``, both modelled: the
+    price tables and the stated watts applied to measured seconds, bytes and tokens."""
     usd = joules = 0.0
     for name, seconds in ((plan.head_node, m.head_compute_s), (plan.tail_node, m.tail_compute_s)):
         if name is not None:
             node = spec.node(name)
             usd += compute_usd(spec.prices, node, seconds)
             joules += compute_joules(node, seconds)
-    if m.measured_compute_joules is not None:
-        joules = m.measured_compute_joules
     usd += _link_usd(spec, plan, m.bytes_up, m.bytes_down)
     if plan.link is not None:
         joules += radio_joules(spec.energy, spec.link(plan.link).medium, m.bytes_up, m.bytes_down)
