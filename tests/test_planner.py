@@ -41,6 +41,7 @@ def profiles() -> Profiles:
         for i, ms in enumerate(EDGE_STAGE_MS):
             p.set(node, MODEL, stage_metric(i), ms * factor)
     p.set(ANY_NODE, MODEL, "out:bytes", 4030)
+    p.set(ANY_NODE, MODEL, codec_metric("original", 0, "bytes"), 60_000)  # a phone's JPEG
     for codec, size in (("jpeg90", 20_000), ("png", 100_000)):
         p.set(ANY_NODE, MODEL, codec_metric(codec, 0, "bytes"), size)
         p.set(ANY_NODE, MODEL, codec_metric(codec, 0, "ms"), 1.0)
@@ -79,7 +80,9 @@ def test_candidates_cover_local_input_and_every_split_codec(spec, profiles) -> N
     ids = {p.id for p in plans}
     assert "local@device" in ids and "edge/jpeg90" in ids and "cloud/png" in ids
     assert {f"split@{k}/edge/q8" for k in range(1, 6)} <= ids
-    assert len(plans) == 1 + 2 * (2 + 5 * 4)  # local + (2 input + 5 splits x 4 codecs) per remote
+    assert "edge/original" in ids and "cloud/original" in ids
+    # local + (original + 2 input + 5 splits x 4 codecs) per remote
+    assert len(plans) == 1 + 2 * (3 + 5 * 4)
 
 
 def test_prediction_adds_compute_transfer_and_rtt(spec, profiles) -> None:  # type: ignore[no-untyped-def]
@@ -144,7 +147,7 @@ def test_only_paid_plans_and_no_budget_is_a_429(spec, profiles) -> None:  # type
 def test_impossible_policy_gets_a_clear_answer(spec, profiles) -> None:  # type: ignore[no-untyped-def]
     plans = [p for p in vision_plans(spec, MODEL, 6, "device") if p.remote]
     table = build_vision_table(spec, plans, profiles)
-    with pytest.raises(NoFeasiblePlan, match=r"privacy: raw-stays-local \(44 plans\)"):
+    with pytest.raises(NoFeasiblePlan, match=r"privacy: raw-stays-local \(46 plans\)"):
         decide(table, _live(table, 2e6), Policy(privacy="raw-stays-local"), True)
 
 

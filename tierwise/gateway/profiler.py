@@ -36,14 +36,14 @@ from tierwise.codecs.registry import get_codec
 from tierwise.config import ClusterSpec
 from tierwise.datasets.imagenet_samples import find as find_labelled
 from tierwise.datasets.imagenet_samples import labelled_photos
-from tierwise.datasets.photos import photo_set
+from tierwise.datasets.photos import jpeg_bytes, photo_set
 from tierwise.gateway.accuracy_profile import profile_accuracy
 from tierwise.gateway.whole.calls import NodeReply, answer_bytes
 from tierwise.models.base import StagedModel
 from tierwise.models.kinds import WHOLE_ROLES, BuildContext, hosted_models, kind_of, vision_kind
 from tierwise.models.onnx_variant import OnnxVariant
 from tierwise.models.variant_file import find_variants, served_name
-from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
+from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS, ORIGINAL
 from tierwise.placement.profiles import (
     ANY_NODE,
     CALL_MS,
@@ -191,7 +191,12 @@ def profile_codecs(
     input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
     feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
 ) -> None:
-    images = [model.preprocess(image) for _, image in photo_set(photos)]
+    shots = photo_set(photos)
+    images = [model.preprocess(image) for _, image in shots]
+    # An `original` plan sends the upload as it is; until uploads teach it, expect photos
+    # like these as a camera would send them (JPEG at quality 90, full size).
+    upload = statistics.mean(len(jpeg_bytes(image)) for _, image in shots)
+    profiles.set(ANY_NODE, model.name, codec_metric(ORIGINAL, 0, "bytes"), upload, len(shots))
     n = len(model.stages)
     reference = [int(model.run_all(x).argmax()) for x in images]
     logits = model.run_all(images[0])

@@ -75,14 +75,18 @@ class Decision:
         return self.ranking[0]
 
     def explain(
-        self, policy: Policy, budget_ok: bool, live: LiveState, limit: int = 60
+        self, policy: Policy, budget_ok: bool, live: LiveState, limit: int | None = 60
     ) -> list[dict[str, Any]]:
-        """Every plan considered, with its prediction and why it was or was not eligible."""
+        """The plans considered, best first, then those excluded (up to ``limit`` in all),
+        with their predictions and why each was or was not eligible."""
         t = self.table
         reachable = t.reachable(live)
         rank = {plan: position + 1 for position, plan in enumerate(self.ranking)}
+        ranked = set(self.ranking)
+        order = [*self.ranking, *(i for i in range(len(t.plans)) if i not in ranked)]
         out = []
-        for i, plan in enumerate(t.plans[:limit]):
+        for i in order[:limit]:
+            plan = t.plans[i]
             out.append(
                 {
                     "plan": plan.id,
@@ -99,6 +103,11 @@ class Decision:
                 }
             )
         return out
+
+
+def why_not(table: PlanTable, i: int, policy: Policy, budget_ok: bool, live: LiveState) -> str:
+    """Why plan ``i`` breaks a hard constraint now ("" when it does not)."""
+    return _why_not(table, i, policy, budget_ok, table.reachable(live))
 
 
 def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -> Decision:
@@ -118,10 +127,13 @@ def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -
     if weights.explore:
         score = score - weights.latency * weights.explore * table.uncertainty_s
     if floor.best is not None and weights.quality:
-        loss = np.maximum(0.0, floor.best - np.nan_to_num(table.quality, nan=floor.best))
+        # an unknown quality adds no loss here: the floor, not the score, keeps it out
+        loss = np.maximum(0.0, floor.best - table.quality_or_0) * table.quality_known
         score = score + weights.quality * loss
     misses = _soft_misses(table, latency, policy, floor)
-    feasible = hard & ~np.any(list(misses.values()), axis=0) if misses else hard
+    feasible = hard
+    for missed in misses.values():
+        feasible = feasible & ~missed
     # One sort gives the whole fallback order: feasible plans by score, then the plans
     # that only miss soft constraints, by how far they miss them and then by score.
     if np.count_nonzero(feasible) == len(feasible):
@@ -140,11 +152,10 @@ def quality_floor(table: PlanTable, hard: np.ndarray, policy: Policy) -> Quality
     loss = policy.loss_floor
     if loss is None or not table.quality_measured:
         return QualityFloor()
-    allowed = table.quality[hard]
-    known = allowed[~np.isnan(allowed)]
-    if known.size == 0:
+    judged = hard & table.quality_known
+    if not judged.any():
         return QualityFloor(max_quality_loss=loss, unjudged=UNJUDGED)
-    best = float(known.max())
+    best = float(table.quality_or_neg[judged].max())
     return QualityFloor(best, best - loss, loss)
 
 
@@ -183,7 +194,7 @@ def _soft_misses(
     if policy.max_latency_ms is not None:
         misses["max_latency_ms"] = np.asarray(latency * 1e3 > policy.max_latency_ms)
     # An unknown quality cannot be shown to meet a minimum.
-    quality = np.nan_to_num(table.quality, nan=-1.0)
+    quality = table.quality_or_neg
     if policy.min_quality is not None:
         misses["min_quality"] = np.asarray(quality < policy.min_quality - _QUALITY_EPS)
     if floor.floor is not None:
@@ -198,7 +209,7 @@ def _violation(
     miss = np.zeros(len(latency))
     if policy.max_latency_ms is not None:
         miss += np.maximum(0.0, latency * 1e3 / policy.max_latency_ms - 1.0)
-    quality = np.nan_to_num(table.quality, nan=0.0)
+    quality = table.quality_or_0
     for minimum in (policy.min_quality, floor.floor):
         if minimum is not None and minimum > 0:
             miss += np.maximum(0.0, (minimum - quality) / minimum)

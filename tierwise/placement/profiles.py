@@ -54,8 +54,16 @@ def codec_metric(codec: str, split: int, what: str) -> str:
 
 def accuracy_metric(codec: str | None, split: int) -> str:
     """The metric holding a plan's measured accuracy: its codec's at its split, or the
-    model's own when nothing crosses a link."""
-    return MODEL_ACCURACY if codec is None else codec_metric(codec, split, "accuracy")
+    model's own when nothing crosses a link or the uploaded bytes cross it unchanged
+    (``original``: the far node decodes the very bytes the client would)."""
+    if codec is None or codec == "original":
+        return MODEL_ACCURACY
+    return codec_metric(codec, split, "accuracy")
+
+
+def pair_accuracy_metric(codec: str, split: int, codec2: str, split2: int) -> str:
+    """A three-tier plan's accuracy: ``codec`` at ``split``, then ``codec2`` at ``split2``."""
+    return f"codec:{codec}@{split}+{codec2}@{split2}:accuracy"
 
 
 class Profiles:
