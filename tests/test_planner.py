@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.plan_helpers import all_up
 from tierwise.config import ObjectiveWeights, Policy, default_spec
 from tierwise.errors import BudgetExceeded, NoFeasiblePlan
 from tierwise.placement.cost import (
@@ -59,14 +60,7 @@ def _table(spec, profiles: Profiles) -> PlanTable:  # type: ignore[no-untyped-de
 
 
 def _live(table: PlanTable, bandwidth: float, rtt: float = 0.02) -> LiveState:
-    links, nodes = len(table.links), len(table.nodes)
-    return LiveState(
-        np.full(links, bandwidth),
-        np.full(links, rtt),
-        np.ones(links, bool),
-        np.zeros(nodes),
-        np.ones(nodes, bool),
-    )
+    return all_up(table, bandwidth, rtt)
 
 
 def _best(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.plan_helpers import all_up
 from tierwise.config import ObjectiveWeights, Policy, default_spec
 from tierwise.errors import InputError
 from tierwise.gateway.request_options import parse_options
@@ -55,15 +56,7 @@ def _table(profiles: Profiles) -> PlanTable:
 
 
 def _live(table: PlanTable, bandwidth: float = 20e3) -> LiveState:
-    """A slow link by default, so the device's own plans win on latency."""
-    links, nodes = len(table.links), len(table.nodes)
-    return LiveState(
-        np.full(links, bandwidth),
-        np.full(links, 0.02),
-        np.ones(links, bool),
-        np.zeros(nodes),
-        np.ones(nodes, bool),
-    )
+    return all_up(table, bandwidth)
 
 
 def _decide(table: PlanTable, policy: Policy, bandwidth: float = 20e3) -> Decision:

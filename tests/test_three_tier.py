@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.plan_helpers import all_up
 from tierwise.codecs import wire
 from tierwise.codecs.registry import decode_message
 from tierwise.config import Policy, default_spec, parse_spec
@@ -41,14 +42,7 @@ def _profiles(stage_ms: float = 10.0) -> Profiles:
 
 
 def _live(table: PlanTable, bandwidth: float) -> LiveState:
-    links, nodes = len(table.links), len(table.nodes)
-    return LiveState(
-        np.full(links, bandwidth),
-        np.full(links, 0.02),
-        np.ones(links, bool),
-        np.zeros(nodes),
-        np.ones(nodes, bool),
-    )
+    return all_up(table, bandwidth)
 
 
 def test_three_tier_plans_cover_every_pair_of_splits_and_codecs() -> None:
