@@ -59,7 +59,7 @@ class RunResult:
 
     @property
     def usd(self) -> float:
-        compose_usd = float((self.answer.ext or {}).get("measured", {}).get("usd", 0.0))
+        compose_usd = float((self.answer.ext or {}).get("measured", {}).get("usd_modelled", 0.0))
         return sum(s.usd for s in self.steps) + compose_usd + float(self.planning["usd_modelled"])
 
     def to_json(self) -> dict[str, Any]:
