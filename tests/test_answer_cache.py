@@ -21,14 +21,14 @@ def test_a_repeat_and_a_paraphrase_are_served_from_the_cache(recording: Recordin
     assert ext["plan"] == "chat@cloud/cloud-gpt" and len(Echo.raw) == sent + 1
     again, ext = ask(recording.cached, "How do I reset my password?", "any")
     assert (again, ext["plan"], ext["cache"]["hit"]) == (first, "cache", "exact")
-    assert ext["measured"]["usd"] == 0.0
+    assert ext["measured"]["usd_modelled"] == 0.0
     para, ext = ask(recording.cached, "How can I reset my password?", "any")
     assert (para, ext["cache"]["hit"]) == (first, "semantic")
     assert ext["cache"]["similarity"] >= 0.92
     assert len(Echo.raw) == sent + 1, "hits must not reach the model"
     record = rc.fetch_record(recording, rc.CACHED_KEY, ext["request_id"])
-    assert record["plan"] == "cache" and record["usd"] == 0.0
-    assert float(record["cloud_usd"]) > 0.0  # what it would have cost: counted as saved
+    assert record["plan"] == "cache" and record["usd_modelled"] == 0.0
+    assert float(record["cloud_usd_modelled"]) > 0.0  # what it would have cost: counted as saved
 
 
 def test_a_different_number_or_polarity_is_a_miss(recording: Recording) -> None:

@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"datasets"},
     {"config"},
-    {"units", "arrays_file", "cache", "optional", "descend"},
+    {"units", "arrays_file", "cache", "optional", "descend", "policy"},
     {"errors"},
     {"defaults"},  # the embedded spec, prices and constants (data)
     {"tierwise"},  # the package's own __init__: its version string

@@ -104,7 +104,7 @@ def test_config_validate(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(good.output)
     assert (
-        "ok — 3 nodes, 3 links, 4 models"
+        "ok — 3 nodes, 3 links, 5 models"
         in runner.invoke(app, ["config", "validate", str(path)]).output
     )
     path.write_text(good.output.replace("port: 8702", "port: 99999"))

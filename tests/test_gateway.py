@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import RunningCluster
+from tests.cost_labels import assert_costs_labelled
 from tierwise.cli import app
 from tierwise.net.link_client import LinkClient
 
@@ -31,7 +32,15 @@ def test_classify_names_its_plan_and_costs(gw: httpx.Client, photo_jpeg: bytes) 
     assert response.headers["x-tierwise-request-id"] == ext["request_id"]
     assert "predicted_latency_ms=" in response.headers["x-tierwise-cost"]
     for part in ("predicted", "measured"):
-        assert set(ext[part]) >= {"latency_ms", "usd", "joules", "bytes_up", "bytes_down"}
+        assert set(ext[part]) >= {
+            "latency_ms",
+            "usd_modelled",
+            "joules_modelled",
+            "bytes_up",
+            "bytes_down",
+        }
+    assert "joules_measured" in ext["measured"]  # RAPL's, or null where there is none
+    assert_costs_labelled(body)
     assert ext["measured"]["latency_ms"] > 0 and ext["offline"] is False
 
 
@@ -40,7 +49,7 @@ def test_the_record_is_committed_before_the_response(gw: httpx.Client, photo_jpe
     record = gw.get(f"/v1/requests/{ext['request_id']}").json()
     assert record["status"] == "ok" and record["plan"] == ext["plan"]
     assert record["bytes_up"] == ext["measured"]["bytes_up"]
-    assert record["usd"] == pytest.approx(ext["measured"]["usd"])
+    assert record["usd_modelled"] == pytest.approx(ext["measured"]["usd_modelled"])
     assert len(record["explain"]["considered"]) >= 40  # every candidate plan, with predictions
 
 
@@ -106,6 +115,17 @@ def test_an_impossible_policy_is_refused_clearly_and_recorded(
 def test_an_unmeetable_latency_is_relaxed_and_said(gw: httpx.Client, photo_jpeg: bytes) -> None:
     ext = _classify(gw, photo_jpeg, **{"X-Tierwise-Policy": "max_latency_ms=1"}).json()["tierwise"]
     assert ext["relaxed"] == ["max_latency_ms"]
+
+
+def test_the_answer_says_when_the_quality_floor_cannot_judge(
+    gw: httpx.Client, photo_jpeg: bytes
+) -> None:
+    """The session cluster has no labelled photos: accuracy is unknown, and it says so."""
+    ext = _classify(gw, photo_jpeg).json()["tierwise"]
+    assert "tierwise profile" in ext["quality_floor"]["unjudged"]
+    assert ext["predicted"]["quality"] is None and ext["predicted"]["agreement"] is not None
+    asked = _classify(gw, photo_jpeg, **{"X-Tierwise-Policy": "min_quality=0.5"})
+    assert asked.json()["tierwise"]["relaxed"] == ["min_quality"]
 
 
 def test_a_pinned_plan_runs_as_asked(gw: httpx.Client, photo_jpeg: bytes) -> None:

@@ -105,8 +105,8 @@ def test_two_hundred_concurrent_paid_requests_never_overspend(faults: LocalClust
     assert len(rows) == 200  # every request left exactly one record
     served = [r for r in rows if r["status"] == "ok"]
     assert len(served) == statuses.count(200)
-    assert sum(r["usd"] for r in served) <= BUDGET_USD
-    assert spent == pytest.approx(sum(r["usd"] for r in served), abs=1e-9)
+    assert sum(r["usd_modelled"] for r in served) <= BUDGET_USD
+    assert spent == pytest.approx(sum(r["usd_modelled"] for r in served), abs=1e-9)
     assert held == 0.0  # nothing left on hold
 
 

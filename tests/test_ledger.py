@@ -40,7 +40,9 @@ def test_sqlite_runs_in_wal_mode(ledger: Ledger) -> None:
 
 
 def test_record_round_trip(ledger: Ledger) -> None:
-    rec = _record(1, usd=0.25, tokens_in=7, explain={"considered": [{"plan": "x"}]}, error=None)
+    rec = _record(
+        1, usd_modelled=0.25, tokens_in=7, explain={"considered": [{"plan": "x"}]}, error=None
+    )
     ledger.record(rec)
     back = ledger.get("r1")
     assert back == rec
@@ -63,7 +65,7 @@ def test_two_hundred_concurrent_requests_never_overspend(ledger: Ledger) -> None
             ledger.record(_record(i, status="rejected"))
             return
         time.sleep(0.005)
-        ledger.record(_record(i, usd=cost), hold, cost)
+        ledger.record(_record(i, usd_modelled=cost), hold, cost)
         with lock:
             outcomes.append("ok")
 
@@ -104,8 +106,19 @@ def test_periods_are_utc_days_and_months() -> None:
 
 
 def test_report_groups_and_counterfactual(ledger: Ledger) -> None:
-    ledger.record(_record(1, tiers="device", usd=0.0, cloud_usd=0.002, latency_ms=100))
-    ledger.record(_record(2, tiers="edge", usd=0.001, cloud_usd=0.002, latency_ms=50, tokens_in=5))
+    ledger.record(
+        _record(1, tiers="device", usd_modelled=0.0, cloud_usd_modelled=0.002, latency_ms=100)
+    )
+    ledger.record(
+        _record(
+            2,
+            tiers="edge",
+            usd_modelled=0.001,
+            cloud_usd_modelled=0.002,
+            latency_ms=50,
+            tokens_in=5,
+        )
+    )
     ledger.record(_record(3, status="rejected", tiers="", plan="-"))
     report = build_report(ledger.rows())
     assert report.total.requests == 3 and report.total.served == 2
@@ -119,10 +132,10 @@ def test_report_groups_and_counterfactual(ledger: Ledger) -> None:
 
 def test_a_run_and_its_steps_round_trip(ledger: Ledger) -> None:
     run = RunRecord("run-1", time.time(), "k", "What is in example.jpg?", "learned", "ok")
-    run.usd, run.answer, run.explain = 2e-6, "A cat.", {"graph": {"task_nodes": []}}
+    run.usd_modelled, run.answer, run.explain = 2e-6, "A cat.", {"graph": {"task_nodes": []}}
     ledger.record_run(run)
     for i, run_id in enumerate(("run-1", "run-1", None)):
-        ledger.record(_record(i, usd=1e-6, run_id=run_id))
+        ledger.record(_record(i, usd_modelled=1e-6, run_id=run_id))
     found = ledger.get_run("run-1")
     assert found is not None
     got, steps = found
@@ -131,7 +144,9 @@ def test_a_run_and_its_steps_round_trip(ledger: Ledger) -> None:
     assert ledger.get_run("nope") is None
 
 
-def test_a_ledger_from_before_runs_gets_the_run_id_column(tmp_path: Path) -> None:
+def test_a_ledger_from_before_runs_gets_the_run_id_and_labelled_cost_columns(
+    tmp_path: Path,
+) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
@@ -150,12 +165,15 @@ def test_a_ledger_from_before_runs_gets_the_run_id_column(tmp_path: Path) -> Non
         )
         db.execute(
             "INSERT INTO requests VALUES ('old', 1.0, '1970-01-01', 'k', 'chat', 'm', 'p', "
-            "'device', 0, 0, 0, 0, 1.0, 1.0, 0, 0, 0, 0, 0, NULL, 'ok', 0, 1, NULL, '{}')"
+            "'device', 0, 0, 0, 0, 1.0, 1.0, 0.25, 0, 0, 2.0, 0, NULL, 'ok', 0, 1, NULL, '{}')"
         )
     ledger = Ledger(f"sqlite:///{path}")
     try:
         old = ledger.get("old")
         assert old is not None and old.run_id is None
+        # its cost columns now say they are modelled, with their values kept
+        assert old.usd_modelled == 0.25 and old.joules_modelled == 2.0
+        assert old.joules_measured is None
         new = _record(2, run_id="run-9")
         ledger.record(new)
         assert ledger.get("r2") == new

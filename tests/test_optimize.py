@@ -401,10 +401,18 @@ def test_min_quality_picks_the_variant_only_when_it_is_good_enough() -> None:
             profiles.set(ANY_NODE, base, codec_metric(codec, 0, what), value)
     profiles.set(ANY_NODE, base, "out:bytes", 4000.0)
     profiles.set(ANY_NODE, variant, "model:agreement", 0.95)
+    # accuracies on labelled photos: the base's, and the variant's whole and after JPEG
+    profiles.set(ANY_NODE, base, "model:accuracy", 0.99)
+    profiles.set(ANY_NODE, variant, "model:accuracy", 0.95)
+    for codec in ("jpeg90", "png"):
+        profiles.set(ANY_NODE, base, codec_metric(codec, 0, "accuracy"), 0.99)
+        profiles.set(ANY_NODE, variant, codec_metric(codec, 0, "accuracy"), 0.94)
     table = build_vision_table(spec, plans, profiles)
     quality = dict(zip([p.id for p in plans], table.quality, strict=True))
+    agreement = dict(zip([p.id for p in plans], table.agreement, strict=True))
     assert quality["int8:local@device"] == pytest.approx(0.95)
-    assert quality["int8:edge/jpeg90"] == pytest.approx(0.95 * 0.99)
+    assert quality["int8:edge/jpeg90"] == pytest.approx(0.94)
+    assert agreement["int8:edge/jpeg90"] == pytest.approx(0.95 * 0.99)
     links, nodes = len(table.links), len(table.nodes)
     live = LiveState(
         np.full(links, 250e3),
@@ -413,8 +421,9 @@ def test_min_quality_picks_the_variant_only_when_it_is_good_enough() -> None:
         np.zeros(nodes),
         np.ones(nodes, bool),
     )
-    loose = decide(table, live, Policy(min_quality=0.9), True)
+    loose = decide(table, live, Policy(min_quality=0.9, quality="any"), True)
     strict = decide(table, live, Policy(min_quality=0.99), True)
+    assert not plans[decide(table, live, Policy(), True).best].id.startswith("int8:")
     assert plans[loose.best].id == "int8:local@device"
     assert not plans[strict.best].id.startswith("int8:")
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.plan_helpers import all_up
 from tierwise.config import ObjectiveWeights, Policy, default_spec
 from tierwise.errors import BudgetExceeded, NoFeasiblePlan
 from tierwise.placement.cost import (
@@ -41,6 +42,7 @@ def profiles() -> Profiles:
         for i, ms in enumerate(EDGE_STAGE_MS):
             p.set(node, MODEL, stage_metric(i), ms * factor)
     p.set(ANY_NODE, MODEL, "out:bytes", 4030)
+    p.set(ANY_NODE, MODEL, codec_metric("original", 0, "bytes"), 60_000)  # a phone's JPEG
     for codec, size in (("jpeg90", 20_000), ("png", 100_000)):
         p.set(ANY_NODE, MODEL, codec_metric(codec, 0, "bytes"), size)
         p.set(ANY_NODE, MODEL, codec_metric(codec, 0, "ms"), 1.0)
@@ -58,14 +60,7 @@ def _table(spec, profiles: Profiles) -> PlanTable:  # type: ignore[no-untyped-de
 
 
 def _live(table: PlanTable, bandwidth: float, rtt: float = 0.02) -> LiveState:
-    links, nodes = len(table.links), len(table.nodes)
-    return LiveState(
-        np.full(links, bandwidth),
-        np.full(links, rtt),
-        np.ones(links, bool),
-        np.zeros(nodes),
-        np.ones(nodes, bool),
-    )
+    return all_up(table, bandwidth, rtt)
 
 
 def _best(
@@ -79,7 +74,9 @@ def test_candidates_cover_local_input_and_every_split_codec(spec, profiles) -> N
     ids = {p.id for p in plans}
     assert "local@device" in ids and "edge/jpeg90" in ids and "cloud/png" in ids
     assert {f"split@{k}/edge/q8" for k in range(1, 6)} <= ids
-    assert len(plans) == 1 + 2 * (2 + 5 * 4)  # local + (2 input + 5 splits x 4 codecs) per remote
+    assert "edge/original" in ids and "cloud/original" in ids
+    # local + (original + 2 input + 5 splits x 4 codecs) per remote
+    assert len(plans) == 1 + 2 * (3 + 5 * 4)
 
 
 def test_prediction_adds_compute_transfer_and_rtt(spec, profiles) -> None:  # type: ignore[no-untyped-def]
@@ -144,7 +141,7 @@ def test_only_paid_plans_and_no_budget_is_a_429(spec, profiles) -> None:  # type
 def test_impossible_policy_gets_a_clear_answer(spec, profiles) -> None:  # type: ignore[no-untyped-def]
     plans = [p for p in vision_plans(spec, MODEL, 6, "device") if p.remote]
     table = build_vision_table(spec, plans, profiles)
-    with pytest.raises(NoFeasiblePlan, match=r"privacy: raw-stays-local \(44 plans\)"):
+    with pytest.raises(NoFeasiblePlan, match=r"privacy: raw-stays-local \(46 plans\)"):
         decide(table, _live(table, 2e6), Policy(privacy="raw-stays-local"), True)
 
 
@@ -155,7 +152,17 @@ def test_unmeetable_latency_is_relaxed_and_named(spec, profiles) -> None:  # typ
     assert table.plans[decision.best].id == "edge/jpeg90"  # the closest to 1 ms
 
 
+def _measure_accuracy(profiles: Profiles) -> None:
+    """Accuracies as if the unsplit model were always right: each codec's is its agreement."""
+    profiles.set(ANY_NODE, MODEL, "model:accuracy", 1.0)
+    for metric in [row[2] for row in profiles.rows() if row[2].endswith(":agreement")]:
+        accuracy = profiles.get(ANY_NODE, MODEL, metric)
+        assert accuracy is not None
+        profiles.set(ANY_NODE, MODEL, metric.replace(":agreement", ":accuracy"), accuracy)
+
+
 def test_min_quality_keeps_only_accurate_plans(spec, profiles) -> None:  # type: ignore[no-untyped-def]
+    _measure_accuracy(profiles)
     table = _table(spec, profiles)
     decision = decide(table, _live(table, 100e3), Policy(min_quality=0.99), True)
     assert decision.relaxed == []
@@ -219,6 +226,7 @@ def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profil
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "bytes"), size)
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "ms"), 0.5)
         profiles.set(ANY_NODE, MODEL, codec_metric(codec, 1, "agreement"), agreement)
+    _measure_accuracy(profiles)
     plans = vision_plans(spec, MODEL, 6, "device", learned_codecs={1: tuple(learned)})
     assert {"split@1/edge/ib-small", "split@1/edge/ib-large"} <= {p.id for p in plans}
     assert not any(p.codec == "ib-small" and p.split != 1 for p in plans)
@@ -226,7 +234,10 @@ def test_min_quality_picks_the_smallest_learned_codec_that_meets_it(spec, profil
     live = _live(table, 100e3)
 
     def best(min_quality: float) -> str:
-        return table.plans[decide(table, live, Policy(min_quality=min_quality), True).best].id
+        # quality: any lifts the default floor (1 point below the lossless plans), so only
+        # the minimum asked for counts
+        policy = Policy(min_quality=min_quality, quality="any")
+        return table.plans[decide(table, live, policy, True).best].id
 
     assert best(0.9) == "split@1/edge/ib-small"
     assert best(0.99) == "split@1/edge/ib-large"

@@ -171,7 +171,7 @@ def test_a_plain_request_is_planned_on_the_device_and_run_across_tiers(
     out = run.json()
     planning = out["planning"]
     assert planning["planner"] == "learned" and planning["tier"] == "device"
-    assert planning["usd"] == 0.0 and planning["latency_ms"] < 1000
+    assert planning["usd_modelled"] == 0.0 and planning["latency_ms"] < 1000
     tasks = [n["task"] for n in out["graph"]["task_nodes"]]
     assert tasks == ["Image Classification", "Text Generation"], out["graph"]
     assert out["graph"]["task_nodes"][0]["arguments"] == ["example.jpg"]

@@ -21,17 +21,17 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from tierwise.errors import ConfigError
+
+# The policy lives in its own module; the spec's users import it from here too.
+from tierwise.policy import LOCAL_ONLY as LOCAL_ONLY
+from tierwise.policy import ObjectiveWeights as ObjectiveWeights
+from tierwise.policy import Policy as Policy
+from tierwise.policy import Privacy as Privacy
 from tierwise.units import parse_duration, parse_rate, parse_size
 
 Tier = Literal["device", "edge", "cloud"]
 TIERS: tuple[Tier, ...] = ("device", "edge", "cloud")
 Medium = Literal["wifi", "lte", "ethernet"]
-# raw-stays-local: nothing raw leaves the device. pii-stays-local: a prompt with personal
-# data stays, others may leave. redact: personal data is masked before a prompt leaves
-# and restored in the answer. Inputs that cannot be checked or masked (photos) are
-# treated as raw-stays-local under the last two.
-Privacy = Literal["raw-stays-local", "pii-stays-local", "redact", "features-may-leave", "any"]
-LOCAL_ONLY: frozenset[str] = frozenset({"raw-stays-local", "pii-stays-local", "redact"})
 
 Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
@@ -251,45 +251,6 @@ class EnergySpec(_Strict):
 
 
 # ---------------------------------------------------------------- gateway
-
-
-class ObjectiveWeights(_Strict):
-    """The planner minimises latency_s·latency + usd·USD + energy·joules. The defaults
-    value one cent like 0.1 s, and ten joules like 1 ms.
-
-    ``explore`` is optimism about estimates built on few measurements: a chat plan's
-    predicted compute counts as ``explore / sqrt(samples)`` shorter. Live answers refine
-    only the node that served them, so without it a node profiled once on a bad sample
-    would never be tried again. 0 turns it off."""
-
-    latency: float = Field(1.0, ge=0)
-    usd: float = Field(10.0, ge=0)
-    energy: float = Field(1e-4, ge=0)
-    explore: float = Field(0.5, ge=0, le=1)
-
-
-class Policy(_Strict):
-    """A request's constraints. ``None`` means "not set here": a per-request policy is
-    laid over the API key's, which is laid over the gateway's."""
-
-    max_latency_ms: float | None = Field(None, gt=0)
-    min_quality: float | None = Field(None, ge=0, le=1)
-    max_usd: float | None = Field(None, ge=0)
-    privacy: Privacy | None = None
-    # For model "auto": the device's own model answers first, and the request goes on to
-    # other tiers only when that answer's confidence (geometric-mean token probability)
-    # is below this. Calibrate it with `tierwise cascade calibrate`.
-    cascade_confidence: float | None = Field(None, gt=0, lt=1)
-    weights: ObjectiveWeights | None = None
-
-    def over(self, base: Policy) -> Policy:
-        """This policy's set fields, the rest from ``base`` (weights field by field)."""
-        mine = self.model_dump(exclude_none=True, exclude_unset=True)
-        merged = base.model_dump(exclude_none=True)
-        if self.weights is not None and base.weights is not None:
-            mine["weights"] = {**merged["weights"], **self.weights.model_dump(exclude_unset=True)}
-        # Validated again, so nested settings stay models (model_copy would leave dicts).
-        return Policy.model_validate({**merged, **mine})
 
 
 class BudgetSpec(_Strict):

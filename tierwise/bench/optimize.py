@@ -188,7 +188,7 @@ def rows(group: Group, empty_mb: float) -> list[dict[str, Any]]:
             "speedup_b1": ref_b1 / statistics.median(b1),
             "peak_rss_mb": r["peak_rss_mb"],
             "model_rss_mb": r["peak_rss_mb"] - empty_mb,
-            "device_joules": watts * statistics.median(b1) / 1e3 / slow,
+            "device_joules_modelled": watts * statistics.median(b1) / 1e3 / slow,
         }
         for name, start, end, labels in group.sets:
             row[f"agreement:{name}"] = float((pred[start:end] == ref_pred[start:end]).mean())
@@ -333,7 +333,7 @@ def _cells(row: dict[str, Any], keys: list[str]) -> list[str]:
         f"{row['b8_p50_ms']:.1f} / {row['b8_p95_ms']:.1f}",
         f"{row['speedup_b1']:.2f}×",
         f"{row['peak_rss_mb']:.0f} ({row['model_rss_mb']:+.0f})",
-        f"{row['device_joules']:.3f}",
+        f"{row['device_joules_modelled']:.3f}",
         *[f"{row[k]:.2%}" for k in keys],
     ]
 
@@ -347,7 +347,7 @@ _HEADERS = [
     "b8 p50/p95 ms",
     "b1 speed-up",
     "peak MB (+ model)",
-    "J/inference on device",
+    "J/inference on device (modelled)",
 ]
 
 

@@ -85,8 +85,8 @@ class Cell:
             "p50_ms": float(np.percentile(lat, 50)),
             "p95_ms": float(np.percentile(lat, 95)),
             "bytes": statistics.mean(s.bytes_total for s in self.samples),
-            "usd": statistics.mean(s.usd for s in self.samples),
-            "joules": statistics.mean(s.joules for s in self.samples),
+            "usd_modelled": statistics.mean(s.usd for s in self.samples),
+            "joules_modelled": statistics.mean(s.joules for s in self.samples),
             "agreement": statistics.mean(s.agrees for s in self.samples),
             "plans_used": sorted({s.plan for s in self.samples}),
         }
@@ -142,8 +142,8 @@ class _Bench:
             body["tierwise"]["plan"],
             latency,
             m["bytes_up"] + m["bytes_down"],
-            m["usd"],
-            m["joules"],
+            m["usd_modelled"],
+            m["joules_modelled"],
             agrees,
         )
 
@@ -254,16 +254,16 @@ def _llm_workload(bench: _Bench) -> dict[str, Any]:
             response = bench.http.post("/v1/chat/completions", json=body, headers=headers)
             lat.append((time.perf_counter() - started) * 1e3)
             ext = response.json()["tierwise"]
-            usd += ext["measured"]["usd"]
+            usd += ext["measured"]["usd_modelled"]
             plans.append(ext["plan"])
         out[mode] = {
-            "usd": usd,
+            "usd_modelled": usd,
             "p50_ms": statistics.median(lat),
             "plans": sorted(set(plans)),
             "sequence": plans,
         }
-    cloud = out["all-cloud"]["usd"]
-    out["saving"] = 1 - out["auto"]["usd"] / cloud if cloud > 0 else 0.0
+    cloud = out["all-cloud"]["usd_modelled"]
+    out["saving"] = 1 - out["auto"]["usd_modelled"] / cloud if cloud > 0 else 0.0
     return out
 
 
@@ -382,8 +382,8 @@ def _rows(data: dict[str, Any]) -> list[list[Any]]:
                     f"{c['p50_ms']:.0f}",
                     f"{c['p95_ms']:.0f}",
                     f"{c['bytes'] / 1e3:.1f}",
-                    f"{c['usd']:.2e}",
-                    f"{c['joules']:.2f}",
+                    f"{c['usd_modelled']:.2e}",
+                    f"{c['joules_modelled']:.2f}",
                     f"{c['agreement']:.0%}",
                     used,
                 ]
@@ -397,8 +397,8 @@ _HEADERS = [
     "p50 ms",
     "p95 ms",
     "KB/req",
-    "$/req",
-    "J/req",
+    "$/req modelled",
+    "J/req modelled",
     "top-1 agree",
     "auto chose",
 ]
@@ -426,7 +426,9 @@ def _markdown(data: dict[str, Any]) -> str:
         "cold after each emulated pause); both device links are EMULATED at each rate "
         "(RTT 20 ms to the edge, 80 ms to the cloud). Latency is measured by the client, "
         "through the gateway; "
-        "top-1 agreement is against the unsplit fp32 model on the same JPEG bytes."
+        "top-1 agreement is against the unsplit fp32 model on the same JPEG bytes. "
+        "Dollars are modelled (price tables × measured seconds and bytes), and so are "
+        "joules (stated watts × measured seconds, plus radio J/byte)."
     )
     regret = markdown_table(
         ["KB/s", "best fixed plan", "its p50 ms", "auto p50 ms", "regret"], _regret_rows(data)
@@ -469,10 +471,11 @@ def _planner_text(p: dict[str, Any]) -> str:
 def _llm_text(llm: dict[str, Any]) -> str:
     auto, cloud = llm["auto"], llm["all-cloud"]
     return (
-        f"{len(LLM_PROMPTS)} mixed prompts: auto spent ${auto['usd']:.6f} "
+        f"{len(LLM_PROMPTS)} mixed prompts: auto spent ${auto['usd_modelled']:.6f} "
         f"(plans in request order: {_runs(auto['sequence'])}; "
         f"p50 {auto['p50_ms']:.0f} ms); "
-        f"all-cloud ${cloud['usd']:.6f} (p50 {cloud['p50_ms']:.0f} ms): {llm['saving']:.0%} saved."
+        f"all-cloud ${cloud['usd_modelled']:.6f} (p50 {cloud['p50_ms']:.0f} ms): "
+        f"{llm['saving']:.0%} saved (dollars modelled)."
     )
 
 
@@ -529,6 +532,6 @@ def _print(console: Console, data: dict[str, Any]) -> None:
         )
     llm = data["llm"]
     console.print(
-        f"LLM: auto ${llm['auto']['usd']:.6f} vs all-cloud ${llm['all-cloud']['usd']:.6f} "
-        f"({llm['saving']:.0%} saved)"
+        f"LLM: auto ${llm['auto']['usd_modelled']:.6f} vs all-cloud "
+        f"${llm['all-cloud']['usd_modelled']:.6f} ({llm['saving']:.0%} saved, modelled)"
     )

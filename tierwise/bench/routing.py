@@ -277,14 +277,15 @@ def _markdown(results: list[TaskResult]) -> str:
             f"## {r.task} (train {r.n_train}, test {r.n_test} complete rows)",
             "",
             f"Reference: {s['reference']}, accuracy {s['ref_acc']:.3f} at "
-            f"${s['ref_usd']:.6f}/query; 95% of it is {s['acc_95']:.3f}.",
+            f"${s['ref_usd']:.6f}/query (modelled: RouterBench's token costs); "
+            f"95% of it is {s['acc_95']:.3f}.",
             "",
             markdown_table(HEADERS, _rows(r)),
             "",
             "Single models (test):",
             "",
             markdown_table(
-                ["model", "$/query", "accuracy"],
+                ["model", "$/query modelled", "accuracy"],
                 [
                     [m, f"{c:.6f}", f"{a:.3f}"]
                     for m, (c, a) in sorted(r.singles.items(), key=lambda kv: kv[1][0])
@@ -297,7 +298,7 @@ def _markdown(results: list[TaskResult]) -> str:
             "asked together; the majority answers when enough agree, else the next stage):",
             "",
             markdown_table(
-                ["policy", "$/query", "accuracy"],
+                ["policy", "$/query modelled", "accuracy"],
                 [
                     [v.description, f"{v.test_point[0]:.6f}", f"{v.test_point[1]:.3f}"]
                     for v in r.vote_policies
@@ -350,7 +351,7 @@ def _plot(results: list[TaskResult], path: Path) -> None:
             ax.annotate(m.split("/")[-1], (c, a), fontsize=6)
         ax.scatter([r.oracle[0]], [r.oracle[1]], marker="*", s=80, color="black", label="oracle")
         ax.set_xscale("log")
-        ax.set_xlabel("mean $ per query (log)")
+        ax.set_xlabel("mean $ per query, modelled from token prices (log)")
         ax.set_ylabel("accuracy")
         ax.set_title(r.task)
         ax.legend(fontsize=7, loc="lower right")

@@ -60,6 +60,21 @@ def bench_placement(
         raise fail(exc) from exc
 
 
+@bench_app.command("planner")
+def bench_planner(
+    config: ConfigOpt = None,
+    out: ResultsOpt = Path("bench/results"),
+    rounds: Annotated[int, typer.Option(min=100, help="Decisions to time per policy.")] = 20000,
+) -> None:
+    """What one decision costs over every Lite0 plan, three-tier ones included (pure CPU)."""
+    from tierwise.bench.planner import run_planner_bench
+
+    try:
+        run_planner_bench(spec_or_default(config), console, out, rounds)
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+
+
 @bench_app.command("routing")
 def bench_routing(
     data: Annotated[Path, typer.Option(help="Folder of <task>_train.csv / <task>_test.csv.")],

@@ -77,7 +77,7 @@ def _print_run(run: RunRecord, steps: list[RequestRecord]) -> None:
     info = run.explain
     console.print(
         f"run {run.id} (key {run.api_key}): {run.status}, planned by {run.planner}; "
-        f"{run.latency_ms:.0f} ms; ${run.usd:.9f} (modelled)\n  asked: {run.request}"
+        f"{run.latency_ms:.0f} ms; ${run.usd_modelled:.9f} (modelled)\n  asked: {run.request}"
     )
     if "error" in info:
         console.print(f"  refused: {info['error']}")
@@ -97,8 +97,9 @@ def _print_request(rec: RequestRecord) -> None:
         f"request {rec.id} ({rec.task} {rec.model}, key {rec.api_key}): {rec.status}, "
         f"plan {rec.plan} on {rec.tiers or '-'}{' [OFFLINE]' if rec.offline else ''}\n"
         f"  latency {rec.latency_ms:.1f} ms (predicted {rec.predicted_latency_ms:.1f}); "
-        f"${rec.usd:.9f} (predicted {rec.predicted_usd:.9f}; all-cloud {rec.cloud_usd:.9f}); "
-        f"{rec.joules:.3f} J; {rec.bytes_up} B up, {rec.bytes_down} B down; "
+        f"${rec.usd_modelled:.9f} modelled (predicted {rec.predicted_usd_modelled:.9f}; "
+        f"all-cloud {rec.cloud_usd_modelled:.9f}); {rec.joules_modelled:.3f} J modelled"
+        f"{_measured_joules(rec.joules_measured)}; {rec.bytes_up} B up, {rec.bytes_down} B down; "
         f"tokens {rec.tokens_in}/{rec.tokens_out}"
     )
     if rec.error:
@@ -126,8 +127,13 @@ def _print_report(result: Report) -> None:
     share = f"{t.savings / t.cloud_usd:.1%}" if t.cloud_usd > 0 else "n/a"
     console.print(
         f"{t.requests} requests ({t.served} served; {dict(result.by_status)}): spent ${t.usd:.6f}; "
-        f"all-cloud would have cost ${t.cloud_usd:.6f}; saved ${t.savings:.6f} ({share})"
+        f"all-cloud would have cost ${t.cloud_usd:.6f}; saved ${t.savings:.6f} ({share}); "
+        "all dollars and joules modelled (price tables; watts × seconds)"
     )
+
+
+def _measured_joules(joules: float | None) -> str:
+    return "" if joules is None else f", {joules:.3f} J compute measured (RAPL)"
 
 
 def _report_table(title: str, groups: dict[str, Any]) -> Table:
@@ -137,12 +143,12 @@ def _report_table(title: str, groups: dict[str, Any]) -> Table:
     for col in (
         "",
         "requests",
-        "spent $",
-        "all-cloud $",
-        "saved $",
+        "spent $ modelled",
+        "all-cloud $ modelled",
+        "saved $ modelled",
         "tokens in/out",
         "bytes ↑/↓",
-        "joules",
+        "J modelled",
         "p50 ms",
     ):
         table.add_column(col, justify="right" if col else "left")
@@ -177,22 +183,38 @@ def _print_decision(info: dict[str, Any]) -> None:
         console.print(f"  privacy: found {', '.join(privacy['pii'])}; {privacy['action']}")
     if info.get("relaxed"):
         console.print(f"  relaxed constraints: {', '.join(info['relaxed'])}")
+    if floor := info.get("quality_floor"):
+        console.print(f"  quality floor: {_floor_line(floor)}")
     for attempt in info.get("attempts", []):
         console.print(
             f"  attempt {attempt['plan']}: {attempt['outcome']} {attempt.get('error') or ''}"
         )
     table = Table(title="plans considered")
-    for col in ("rank", "plan", "latency ms", "$", "J", "bytes ↑", "quality", "excluded because"):
+    # Predicted figures: $ from the price tables and J from watts × seconds are modelled.
+    columns = ("rank", "plan", "latency ms", "$ modelled", "J modelled", "bytes ↑")
+    for col in (*columns, "accuracy", "agreement", "excluded because"):
         table.add_column(col)
     for row in sorted(info.get("considered", []), key=lambda r: r["rank"] or 10**6):
         table.add_row(
             str(row["rank"] or "-"),
             row["plan"],
             f"{row['latency_ms']:.1f}",
-            f"{row['usd']:.2e}",
-            f"{row['joules']:.2f}",
+            f"{row['usd_modelled']:.2e}",
+            f"{row['joules_modelled']:.2f}",
             str(row["bytes_up"]),
             str(row["quality"]),
+            str(row.get("agreement")),
             row["excluded"] or "",
         )
     console.print(table)
+
+
+def _floor_line(floor: dict[str, Any]) -> str:
+    if floor.get("unjudged"):
+        return f"not applied: {floor['unjudged']}"
+    if floor.get("floor") is None:
+        return "none (quality: any, or no measured qualities to judge)"
+    return (
+        f"accuracy ≥ {floor['floor']} (best {floor['best']} less max_quality_loss "
+        f"{floor['max_quality_loss']})"
+    )

@@ -41,7 +41,7 @@ class Attempt:
     outcome: str  # ok | failed | timeout | over-budget
     error: str | None = None
     seconds: float = 0.0
-    usd: float = 0.0
+    usd_modelled: float = 0.0  # charged: the price tables' figure for what it used
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Executor:
             except (UpstreamError, TimeoutError) as exc:
                 failed = self._failed(plan, exc, time.perf_counter() - started, bound)
                 attempts.append(failed)
-                await run_in_threadpool(self.ledger.settle, reservation, failed.usd)
+                await run_in_threadpool(self.ledger.settle, reservation, failed.usd_modelled)
                 continue
             measured.latency_s = time.perf_counter() - started
             usd, joules = plan_cost(self.spec, plan, measured)

@@ -52,6 +52,12 @@ class LiveView:
 
     def __post_init__(self) -> None:
         self.links = {lk.name: LinkEstimator(self.clock) for lk in self.spec.links}
+        # A link away from the client's tier (edge–cloud, for a device gateway) cannot be
+        # probed from here; only the second hops of three-tier plans measure it. Until
+        # they do, an emulated link is what its emulation declares.
+        for lk in self.spec.links:
+            if self.client_tier not in (lk.a, lk.b) and lk.emulate is not None:
+                self.links[lk.name].seed(lk.emulate.bandwidth, lk.emulate.rtt)
         self.nodes = {n.name: NodeHealth() for n in self.spec.nodes}
         self.link_inflight = {lk.name: 0 for lk in self.spec.links}
 

@@ -23,9 +23,17 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.usd = Counter("tierwise_gateway_usd", "Dollars spent", ["tier", "model"], registry=r)
+        self.usd = Counter(
+            "tierwise_gateway_usd_modelled",
+            "Dollars spent, modelled from the price tables",
+            ["tier", "model"],
+            registry=r,
+        )
         self.joules = Counter(
-            "tierwise_gateway_joules", "Energy used", ["tier", "model"], registry=r
+            "tierwise_gateway_joules_modelled",
+            "Energy used, modelled as stated watts x seconds plus radio J/byte",
+            ["tier", "model"],
+            registry=r,
         )
         self.tokens = Counter(
             "tierwise_gateway_tokens", "Tokens by model", ["tier", "model", "kind"], registry=r
@@ -44,7 +52,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.budget_remaining = Gauge(
-            "tierwise_gateway_budget_remaining_usd", "Budget left", ["scope", "period"], registry=r
+            "tierwise_gateway_budget_remaining_usd_modelled",
+            "Budget left, of modelled charges",
+            ["scope", "period"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -10,6 +10,7 @@ node calls and the recorder), so that a service gets the pipeline and never the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from tierwise.gateway.recorder import Pending, Recorder
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.ledger.store import BudgetScope, Ledger, periods
 from tierwise.placement.cost import PlanTable
-from tierwise.placement.planner import Decision, decide
+from tierwise.placement.planner import Decision, decide, why_not
 from tierwise.placement.profiles import Profiles
 
 
@@ -75,7 +76,9 @@ class Pipeline:
         pending.decision = decision
         explained = decision.explain(policy, budget_ok, live)
         pending.explain["considered"] = explained
-        order = self._order(table, decision, pinned, explained)
+        order = self._order(
+            table, decision, pinned, lambda i: why_not(table, i, policy, budget_ok, live)
+        )
         executed = await self._executor.run(
             table, order, decision.latency, scopes, run_one, bound_of
         )
@@ -88,7 +91,7 @@ class Pipeline:
         table: PlanTable,
         decision: Decision,
         pinned: str | None,
-        explained: list[dict[str, Any]],
+        excluded_because: Callable[[int], str],
     ) -> list[int]:
         """The plans to try: the decision's, or just the pinned one (no fallback)."""
         if pinned is None:
@@ -98,7 +101,7 @@ class Pipeline:
             raise NotFoundError(f"no plan {pinned!r} for this request; plans: {ids}", param="plan")
         index = ids.index(pinned)
         if not decision.hard_ok[index]:
-            why = explained[index]["excluded"]
+            why = excluded_because(index)
             raise NotFoundError(f"plan {pinned!r} cannot run now: {why}", param="plan")
         return [index]
 

@@ -8,7 +8,12 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
   (embeddings, VQA): its compute per call and the bytes of its answer;
 - **per model** (in this process): for every split point and codec, the bytes on the
   wire, the encode + decode time, and top-1 agreement with the unsplit fp32 model on
-  real photos that ship with scikit-image and matplotlib.
+  real photos that ship with scikit-image and matplotlib;
+- **quality** (in this process, only given the shared data folder): each plan shape's
+  top-1 accuracy on labelled photos, variants included (:mod:`.accuracy_profile`).
+  Without the photos a plan's accuracy stays unknown and the planner's quality floor
+  says it cannot judge; the gateway's first start never measures it (it would take
+  minutes), ``tierwise profile --data`` does.
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.registry import get_codec
 from tierwise.config import ClusterSpec
-from tierwise.datasets.photos import photo_set
+from tierwise.datasets.imagenet_samples import find as find_labelled
+from tierwise.datasets.imagenet_samples import labelled_photos
+from tierwise.datasets.photos import jpeg_bytes, photo_set
+from tierwise.gateway.accuracy_profile import profile_accuracy
 from tierwise.gateway.whole.calls import NodeReply, answer_bytes
 from tierwise.models.base import StagedModel
 from tierwise.models.kinds import WHOLE_ROLES, BuildContext, hosted_models, kind_of, vision_kind
-from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS
+from tierwise.models.onnx_variant import OnnxVariant
+from tierwise.models.variant_file import find_variants, served_name
+from tierwise.placement.plans import DEFAULT_FEATURE_CODECS, DEFAULT_INPUT_CODECS, ORIGINAL
 from tierwise.placement.profiles import (
     ANY_NODE,
     CALL_MS,
@@ -40,6 +53,7 @@ from tierwise.placement.profiles import (
     codec_metric,
     stage_metric,
 )
+from tierwise.runtime.model_codecs import load_model_codecs
 from tierwise.runtime.node_client import NodeClient
 from tierwise.runtime.state import ClusterState
 
@@ -177,7 +191,12 @@ def profile_codecs(
     input_codecs: tuple[str, ...] = DEFAULT_INPUT_CODECS,
     feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
 ) -> None:
-    images = [model.preprocess(image) for _, image in photo_set(photos)]
+    shots = photo_set(photos)
+    images = [model.preprocess(image) for _, image in shots]
+    # An `original` plan sends the upload as it is; until uploads teach it, expect photos
+    # like these as a camera would send them (JPEG at quality 90, full size).
+    upload = statistics.mean(len(jpeg_bytes(image)) for _, image in shots)
+    profiles.set(ANY_NODE, model.name, codec_metric(ORIGINAL, 0, "bytes"), upload, len(shots))
     n = len(model.stages)
     reference = [int(model.run_all(x).argmax()) for x in images]
     logits = model.run_all(images[0])
@@ -251,8 +270,10 @@ def profile_cluster(
     progress: Progress,
     only_missing: bool = False,
     photos: int = 12,
+    quality: QualityData | None = None,
 ) -> None:
-    """Measure nodes and codecs; with ``only_missing``, only what has no profile yet."""
+    """Measure nodes and codecs; with ``only_missing``, only what has no profile yet;
+    with ``quality``, each plan's accuracy too."""
     if not only_missing or missing_node_profiles(state.spec, profiles):
         asyncio.run(profile_nodes(state, token, profiles, progress))
     names = (
@@ -267,6 +288,63 @@ def profile_cluster(
         features = DEFAULT_FEATURE_CODECS if name in local else ()
         model = _staged_model(state.spec, name)
         profile_codecs(model, profiles, progress, photos=photos, feature_codecs=features)
+    if quality is not None:
+        profile_quality(state.spec, quality, profiles, progress)
+
+
+@dataclass(frozen=True)
+class QualityData:
+    """Where the labelled photos are (the shared data folder), and how many to use."""
+
+    data: Path
+    photos: int | None = None
+
+
+def profile_quality(
+    spec: ClusterSpec, quality: QualityData, profiles: Profiles, progress: Progress
+) -> None:
+    """Each staged model's plans' accuracy on its labelled set, and its variants'.
+
+    Feature codecs are measured where the client's tier can run head stages, as above."""
+    client_tier = spec.gateway.tier if spec.gateway else "device"
+    local = {m for n in spec.nodes_in(client_tier) for m in n.models}
+    for name in hosted_models(spec, "staged-vision"):
+        kind = vision_kind(spec.models[name])
+        assert kind is not None
+        folder = find_labelled(quality.data, kind.labelled_set) if kind.labelled_set else None
+        if folder is None:
+            progress(f"no labelled photos for {name} under {quality.data}: quality unknown")
+            continue
+        photos = labelled_photos(folder, quality.photos)
+        model = _staged_model(spec, name)
+        load_model_codecs(name, kind.codecs(spec.models[name]))
+        codecs = _quality_codecs(spec, name, len(model.stages), name in local)
+        profile_accuracy(model, photos, profiles, codecs)
+        progress(f"measured the accuracy of {name}'s plans on {len(photos)} labelled photos")
+        if spec.variants_dir is not None:
+            for path, card in find_variants(spec.variants_dir, name):
+                variant = OnnxVariant(served_name(card), path, threads=os.cpu_count() or 1)
+                inputs: dict[int, tuple[str, ...]] = {0: DEFAULT_INPUT_CODECS}
+                profile_accuracy(variant, photos, profiles, inputs, reference=model, batch=1)
+                progress(f"measured the accuracy of {variant.name}'s plans")
+
+
+def _quality_codecs(
+    spec: ClusterSpec, name: str, n_stages: int, head_here: bool
+) -> dict[int, tuple[str, ...]]:
+    """{split: codecs} of every plan of ``name``: input codecs, and where the client's tier
+    runs the head, every feature codec at every split and each learned one at its own."""
+    codecs: dict[int, tuple[str, ...]] = {0: DEFAULT_INPUT_CODECS}
+    if not head_here:
+        return codecs
+    for split in range(1, n_stages):
+        codecs[split] = DEFAULT_FEATURE_CODECS
+    kind = vision_kind(spec.models[name])
+    assert kind is not None
+    for path in kind.codecs(spec.models[name]):
+        header = read_header(path)
+        codecs[header.split] = (*codecs.get(header.split, ()), header.name)
+    return codecs
 
 
 def _staged_model(spec: ClusterSpec, name: str) -> StagedModel:

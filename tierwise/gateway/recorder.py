@@ -108,13 +108,16 @@ class Recorder:
             "tiers": list(plan.tiers),
             "offline": offline,
             "relaxed": decision.relaxed,
+            "quality_floor": decision.quality_floor.as_dict(),
             **pending.notes,
             "attempts": [a.__dict__ for a in executed.attempts],
             "predicted": _predicted(decision, i),
+            # Measured quantities priced by the model: the figures say which they are.
             "measured": {
                 "latency_ms": round(m.latency_s * 1e3, 3),
-                "usd": executed.usd,
-                "joules": round(executed.joules, 4),
+                "usd_modelled": executed.usd,
+                "joules_modelled": round(executed.joules, 4),
+                "joules_measured": _joules(m.measured_compute_joules),
                 "bytes_up": m.bytes_up,
                 "bytes_down": m.bytes_down,
             },
@@ -122,26 +125,28 @@ class Recorder:
         record = _new(pending, plan.id, ",".join(plan.tiers), "ok")
         record.tokens_in, record.tokens_out = m.tokens_in, m.tokens_out
         record.bytes_up, record.bytes_down = m.bytes_up, m.bytes_down
-        record.latency_ms, record.usd, record.joules = (
+        record.latency_ms, record.usd_modelled, record.joules_modelled = (
             m.latency_s * 1e3,
             executed.usd,
             executed.joules,
         )
+        record.joules_measured = m.measured_compute_joules
         record.predicted_latency_ms = float(decision.latency[i] * 1e3)
-        record.predicted_usd = float(decision.usd[i])
-        record.predicted_joules = float(decision.joules[i])
-        record.cloud_usd = self._cloud_usd(decision, executed)
+        record.predicted_usd_modelled = float(decision.usd[i])
+        record.predicted_joules_modelled = float(decision.joules[i])
+        record.cloud_usd_modelled = self._cloud_usd(decision, executed)
         quality = decision.table.quality[i]
         record.quality = None if np.isnan(quality) else float(quality)
         record.offline, record.attempts = offline, len(executed.attempts)
         record.explain = {
             **pending.why(),
             "relaxed": decision.relaxed,
+            "quality_floor": ext["quality_floor"],
             "attempts": ext["attempts"],
         }
         await run_in_threadpool(self.ledger.record, record, executed.reservation, executed.usd)
         self._count(record, plan)
-        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd)
+        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd_modelled)
 
     async def cache_hit(
         self, pending: Pending, cache: dict[str, Any], saved_usd: float, body: dict[str, Any]
@@ -150,7 +155,7 @@ class Recorder:
         answer's all-cloud price) saved. ``cache`` says what matched, for the record."""
         latency_ms = (time.time() - pending.created_at) * 1e3
         tier = "device" if self.spec.gateway is None else self.spec.gateway.tier
-        zero = {"usd": 0.0, "joules": 0.0, "bytes_up": 0, "bytes_down": 0}
+        zero = {"usd_modelled": 0.0, "joules_modelled": 0.0, "bytes_up": 0, "bytes_down": 0}
         ext = {
             "request_id": pending.id,
             "plan": "cache",
@@ -160,16 +165,16 @@ class Recorder:
             "attempts": [],
             "cache": cache,
             "predicted": {"latency_ms": 0.0, **zero, "quality": None},
-            "measured": {"latency_ms": round(latency_ms, 3), **zero},
+            "measured": {"latency_ms": round(latency_ms, 3), **zero, "joules_measured": None},
         }
         record = _new(pending, "cache", tier, "ok")
-        record.latency_ms, record.cloud_usd, record.attempts = latency_ms, saved_usd, 0
+        record.latency_ms, record.cloud_usd_modelled, record.attempts = latency_ms, saved_usd, 0
         record.explain = {**pending.why(), "cache": cache}
         await run_in_threadpool(self.ledger.record, record)
         self.metrics.requests.labels(
             task=pending.task, tier=tier, model=pending.model, status="ok"
         ).inc()
-        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd)
+        return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd_modelled)
 
     async def failed(self, pending: Pending, exc: TierwiseError) -> None:
         status = "rejected" if exc.http_status < 500 else "error"
@@ -206,8 +211,8 @@ class Recorder:
         mm.latency.labels(task=record.task, tier=tier, model=plan.model).observe(
             record.latency_ms / 1e3
         )
-        mm.usd.labels(tier=tier, model=plan.model).inc(record.usd)
-        mm.joules.labels(tier=tier, model=plan.model).inc(record.joules)
+        mm.usd.labels(tier=tier, model=plan.model).inc(record.usd_modelled)
+        mm.joules.labels(tier=tier, model=plan.model).inc(record.joules_modelled)
         mm.tokens.labels(tier=tier, model=plan.model, kind="in").inc(record.tokens_in)
         mm.tokens.labels(tier=tier, model=plan.model, kind="out").inc(record.tokens_out)
         mm.bytes.labels(direction="up").inc(record.bytes_up)
@@ -233,20 +238,27 @@ def _predicted(decision: Decision, i: int) -> dict[str, Any]:
     t = decision.table
     return {
         "latency_ms": round(float(decision.latency[i]) * 1e3, 3),
-        "usd": float(decision.usd[i]),
-        "joules": round(float(decision.joules[i]), 4),
+        "usd_modelled": float(decision.usd[i]),
+        "joules_modelled": round(float(decision.joules[i]), 4),
         "bytes_up": int(t.bytes_up[i]),
         "bytes_down": int(t.bytes_down[i]),
         "quality": None if np.isnan(t.quality[i]) else round(float(t.quality[i]), 4),
+        "agreement": None if np.isnan(t.agreement[i]) else round(float(t.agreement[i]), 4),
     }
+
+
+def _joules(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _headers(ext: dict[str, Any]) -> dict[str, str]:
     m, p = ext["measured"], ext["predicted"]
     cost = (
-        f"latency_ms={m['latency_ms']}; usd={m['usd']:.9f}; joules={m['joules']}; "
+        f"latency_ms={m['latency_ms']}; usd_modelled={m['usd_modelled']:.9f}; "
+        f"joules_modelled={m['joules_modelled']}; "
         f"bytes_up={m['bytes_up']}; bytes_down={m['bytes_down']}; "
-        f"predicted_latency_ms={p['latency_ms']}; predicted_usd={p['usd']:.9f}"
+        f"predicted_latency_ms={p['latency_ms']}; "
+        f"predicted_usd_modelled={p['usd_modelled']:.9f}"
     )
     return {
         "X-Tierwise-Request-Id": ext["request_id"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +28,13 @@ from tierwise.models.kinds import vision_kind
 from tierwise.placement.cost import PlanTable, build_vision_table
 from tierwise.placement.costing import Measured, cost_bound
 from tierwise.placement.planner import decide
-from tierwise.placement.plans import Plan, variant_plans, vision_plans
+from tierwise.placement.plans import (
+    ORIGINAL,
+    Plan,
+    three_tier_plans,
+    variant_plans,
+    vision_plans,
+)
 from tierwise.placement.profiles import ANY_NODE, codec_metric
 from tierwise.runtime.images import decode_image
 from tierwise.runtime.node_client import PayloadReply
@@ -71,6 +79,7 @@ class VisionService:
                 continue
             n, size = len(entry["stages"]), entry["stages"][0]["input_shape"][1]
             plans = vision_plans(spec, name, n, tier, learned_codecs=learned)
+            plans += three_tier_plans(spec, name, n, tier)
             plans += self._variant_plans(name, infos)
             self.models[name] = VisionModel(name, n, size, plans, *kind.inputs(model, size))
 
@@ -128,7 +137,7 @@ class VisionService:
                 self.table(vm),
                 policy,
                 options.pinned_plan,
-                lambda plan, _: self._run(plan, x),
+                lambda plan, _: self._run(plan, x, image_bytes),
                 self._bound,
             )
         except TierwiseError as exc:
@@ -161,7 +170,8 @@ class VisionService:
             name: {"bandwidth": est.bandwidth, "rtt": est.rtt, "up": est.is_up()}
             for name, est in self._shared.live.links.items()
         }
-        return {"model": model, "links": links, "plans": decision.explain(policy, True, live)}
+        plans = decision.explain(policy, True, live, limit=None)
+        return {"model": model, "links": links, "plans": plans}
 
     def _model(self, name: str) -> VisionModel:
         vm = self.models.get(name)
@@ -171,8 +181,11 @@ class VisionService:
             )
         return vm
 
-    async def _run(self, plan: Plan, x: np.ndarray) -> tuple[np.ndarray, Measured]:
-        """Head stages on the local node (if any), then the codec, then the tail remotely."""
+    async def _run(
+        self, plan: Plan, x: np.ndarray, upload: bytes = b""
+    ) -> tuple[np.ndarray, Measured]:
+        """Head stages on the local node (if any), then the codec, then the tail remotely
+        (which, in a three-tier plan, forwards to the last node itself)."""
         m = Measured()
         n, model = plan.n_stages, plan.model
         if plan.split == n:
@@ -182,6 +195,8 @@ class VisionService:
             m.measured_compute_joules = reply.rapl_joules
             return _logits(reply), m
         assert plan.tail_node is not None and plan.codec is not None
+        if plan.codec == ORIGINAL:
+            return await self._run_original(plan, upload, m)
         head_joules: float | None = 0.0  # no head stage: nothing to measure there
         if plan.split == 0:
             payload = await run_in_threadpool(get_codec(plan.codec).to_wire, x)
@@ -197,11 +212,60 @@ class VisionService:
             )
         metric = codec_metric(plan.codec, plan.split, "bytes")
         self._shared.profiles.observe(ANY_NODE, plan.profile_model, metric, len(payload))
+        if plan.split2 is not None:
+            return await self._run_onwards(plan, payload, m, head_joules)
         reply = await self._stage_call(plan.tail_node, model, payload, plan.split, n, plan.link)
         m.tail_compute_s = reply.compute_ms / 1e3
         if head_joules is not None and reply.rapl_joules is not None:
             m.measured_compute_joules = head_joules + reply.rapl_joules
         m.bytes_up, m.bytes_down = reply.transfer.bytes_up, reply.transfer.bytes_down
+        return _logits(reply), m
+
+    async def _run_original(
+        self, plan: Plan, upload: bytes, m: Measured
+    ) -> tuple[np.ndarray, Measured]:
+        """The uploaded bytes, unchanged, to the tail node, which decodes them itself."""
+        assert plan.tail_node is not None
+        metric = codec_metric(ORIGINAL, 0, "bytes")
+        self._shared.profiles.observe(ANY_NODE, plan.profile_model, metric, len(upload))
+        reply = await self._stage_call(
+            plan.tail_node, plan.model, upload, 0, plan.n_stages, plan.link, image=True
+        )
+        if reply.input_sha256 != hashlib.sha256(upload).hexdigest():
+            raise UpstreamError(f"{plan.tail_node} received other bytes than were uploaded")
+        m.tail_compute_s, m.measured_compute_joules = reply.compute_ms / 1e3, reply.rapl_joules
+        m.bytes_up, m.bytes_down = reply.transfer.bytes_up, reply.transfer.bytes_down
+        return _logits(reply), m
+
+    async def _run_onwards(
+        self, plan: Plan, payload: bytes, m: Measured, head_joules: float | None
+    ) -> tuple[np.ndarray, Measured]:
+        """A three-tier plan after its head: the middle node runs its stages and forwards
+        ``codec2`` over the second link to the last node, whose answer it relays."""
+        assert plan.tail_node is not None and plan.split2 is not None
+        assert plan.codec2 is not None and plan.last_node is not None
+        then = (plan.last_node, plan.n_stages)
+        reply = await self._stage_call(
+            plan.tail_node, plan.model, payload, plan.split, plan.split2, plan.link,
+            plan.codec2, then,
+        )  # fmt: skip
+        hop = reply.next_hop
+        if hop is None:
+            raise UpstreamError(f"{plan.tail_node} did not forward to {plan.last_node}")
+        m.tail_compute_s, m.last_compute_s = reply.compute_ms / 1e3, hop.compute_ms / 1e3
+        m.bytes_up, m.bytes_down = reply.transfer.bytes_up, reply.transfer.bytes_down
+        m.bytes2_up, m.bytes2_down = hop.transfer.bytes_up, hop.transfer.bytes_down
+        parts = (head_joules, reply.rapl_joules, hop.rapl_joules)
+        if all(j is not None for j in parts):
+            m.measured_compute_joules = sum(j or 0.0 for j in parts)
+        shared = self._shared
+        shared.live.node_served(plan.last_node, hop.compute_ms / 1e3)
+        shared.profiles.observe_stages(
+            plan.last_node, plan.model, plan.split2, plan.n_stages, hop.compute_ms
+        )
+        t = hop.transfer
+        assert plan.link2 is not None
+        shared.live.observe(plan.link2, t.bytes_up + t.bytes_down, t.seconds, hop.compute_ms / 1e3)
         return _logits(reply), m
 
     async def _stage_call(
@@ -213,17 +277,24 @@ class VisionService:
         end: int,
         link: str | None,
         out_codec: str = "raw",
+        then: tuple[str, int] | None = None,
+        image: bool = False,
     ) -> PayloadReply:
         """One stage call; what it measured teaches the node's profile and the link."""
         shared = self._shared
-        call = shared.nodes.client(node).run_payload(model, payload, start, end, out_codec)
+        kind = _image_type(payload) if image else wire.CONTENT_TYPE
+        call = shared.nodes.client(node).run_payload(
+            model, payload, start, end, out_codec, then, kind
+        )
         reply: PayloadReply = await shared.nodes.call(node, link, call)
         compute_s = reply.compute_ms / 1e3
         shared.live.node_served(node, compute_s)
         shared.profiles.observe_stages(node, model, start, end, reply.compute_ms)
         if link is not None:
             t = reply.transfer
-            shared.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, compute_s)
+            # a forwarded call's time includes the second hop, which is not this link's
+            behind = compute_s + (reply.next_hop.transfer.seconds if reply.next_hop else 0.0)
+            shared.live.observe(link, t.bytes_up + t.bytes_down, t.seconds, behind)
         return reply
 
     def _bound(self, plan: Plan, timeout: float) -> float:
@@ -236,6 +307,12 @@ class VisionService:
         return cost_bound(
             self._shared.spec, plan, timeout, int(2 * sent + 4096), int(2 * out + 4096)
         )
+
+
+def _image_type(data: bytes) -> str:
+    """The upload's media type (the node reads an ``image/*`` body as an image file)."""
+    with Image.open(io.BytesIO(data)) as image:  # reads the header only
+        return f"image/{(image.format or 'octet-stream').lower()}"
 
 
 def _logits(reply: PayloadReply) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Reports over the ledger: spend and use by tier, model and day, against all-cloud.
 
-``cloud_usd`` on each record is what the same request was predicted to cost on the
-cheapest all-cloud plan at the moment it was placed; the savings are the difference.
+Every dollar and joule here is modelled (see :mod:`tierwise.ledger.prices` and
+:mod:`tierwise.ledger.energy`). ``cloud_usd_modelled`` on each record is what the same
+request was predicted to cost on the cheapest all-cloud plan at the moment it was
+placed; the savings are the difference.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ class Group:
         if row["status"] != "ok":
             return
         self.served += 1
-        self.usd += row["usd"]
-        self.cloud_usd += row["cloud_usd"]
+        self.usd += row["usd_modelled"]
+        self.cloud_usd += row["cloud_usd_modelled"]
         self.tokens_in += row["tokens_in"]
         self.tokens_out += row["tokens_out"]
         self.bytes_up += row["bytes_up"]
         self.bytes_down += row["bytes_down"]
-        self.joules += row["joules"]
+        self.joules += row["joules_modelled"]
         self.latencies.append(row["latency_ms"])
 
     @property
@@ -51,14 +53,14 @@ class Group:
         return {
             "requests": self.requests,
             "served": self.served,
-            "usd": self.usd,
-            "all_cloud_usd": self.cloud_usd,
-            "savings_usd": self.savings,
+            "usd_modelled": self.usd,
+            "all_cloud_usd_modelled": self.cloud_usd,
+            "savings_usd_modelled": self.savings,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
-            "joules": self.joules,
+            "joules_modelled": self.joules,
             "p50_latency_ms": self.p50_ms,
         }
 

@@ -39,11 +39,14 @@ requests = Table(
     Column("bytes_down", Integer, nullable=False, default=0),
     Column("latency_ms", Float, nullable=False, default=0.0),
     Column("predicted_latency_ms", Float, nullable=False, default=0.0),
-    Column("usd", Float, nullable=False, default=0.0),
-    Column("predicted_usd", Float, nullable=False, default=0.0),
-    Column("cloud_usd", Float, nullable=False, default=0.0),
-    Column("joules", Float, nullable=False, default=0.0),
-    Column("predicted_joules", Float, nullable=False, default=0.0),
+    # Dollars are modelled (price tables × measured seconds, bytes and tokens), and so are
+    # joules (stated watts × seconds, radio J/byte); RAPL's compute joules are measured.
+    Column("usd_modelled", Float, nullable=False, default=0.0),
+    Column("predicted_usd_modelled", Float, nullable=False, default=0.0),
+    Column("cloud_usd_modelled", Float, nullable=False, default=0.0),
+    Column("joules_modelled", Float, nullable=False, default=0.0),
+    Column("joules_measured", Float, nullable=True),
+    Column("predicted_joules_modelled", Float, nullable=False, default=0.0),
     Column("quality", Float, nullable=True),
     Column("status", String(16), nullable=False),
     Column("offline", Boolean, nullable=False, default=False),
@@ -66,7 +69,7 @@ runs = Table(
     Column("request", Text, nullable=False),
     Column("planner", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("usd", Float, nullable=False, default=0.0),
+    Column("usd_modelled", Float, nullable=False, default=0.0),
     Column("latency_ms", Float, nullable=False, default=0.0),
     Column("answer", Text, nullable=True),
     Column("explain", Text, nullable=False, default="{}"),
@@ -113,3 +116,32 @@ def create_or_upgrade(engine: Engine) -> None:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE requests ADD COLUMN run_id VARCHAR(40)"))
         Index("ix_requests_run_id", requests.c.run_id).create(engine, checkfirst=True)
+    _label_cost_columns(engine)
+
+
+#: columns a release before the modelled/measured labels wrote, and their names now
+_RENAMED = {
+    "requests": {
+        "usd": "usd_modelled",
+        "predicted_usd": "predicted_usd_modelled",
+        "cloud_usd": "cloud_usd_modelled",
+        "joules": "joules_modelled",
+        "predicted_joules": "predicted_joules_modelled",
+    },
+    "runs": {"usd": "usd_modelled"},
+}
+
+
+def _label_cost_columns(engine: Engine) -> None:
+    """Rename an older database's cost columns (SQLite ≥ 3.25 and PostgreSQL rename in
+    place, keeping the rows), and add ``joules_measured``."""
+    for table, renames in _RENAMED.items():
+        have = {c["name"] for c in inspect(engine).get_columns(table)}
+        with engine.begin() as conn:
+            for old, new in renames.items():
+                if old in have and new not in have:
+                    conn.execute(text(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}"))
+    have = {c["name"] for c in inspect(engine).get_columns("requests")}
+    if "joules_measured" not in have:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE requests ADD COLUMN joules_measured FLOAT"))

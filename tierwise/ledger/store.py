@@ -59,11 +59,13 @@ class RequestRecord:
     bytes_down: int = 0
     latency_ms: float = 0.0
     predicted_latency_ms: float = 0.0
-    usd: float = 0.0
-    predicted_usd: float = 0.0
-    cloud_usd: float = 0.0
-    joules: float = 0.0
-    predicted_joules: float = 0.0
+    usd_modelled: float = 0.0
+    predicted_usd_modelled: float = 0.0
+    cloud_usd_modelled: float = 0.0
+    joules_modelled: float = 0.0
+    #: compute joules read from RAPL on every node used; None where one had no counter
+    joules_measured: float | None = None
+    predicted_joules_modelled: float = 0.0
     quality: float | None = None
     offline: bool = False
     attempts: int = 1
@@ -86,7 +88,7 @@ class RunRecord:
     request: str
     planner: str
     status: str  # ok (every step ran), partial (some failed or were not served), error
-    usd: float = 0.0
+    usd_modelled: float = 0.0
     latency_ms: float = 0.0
     answer: str | None = None
     explain: dict[str, Any] = field(default_factory=dict)  # the graph, the steps, notes

@@ -96,6 +96,9 @@ class ChatKind(ModelKind[Spec]):
 class VisionKind(ModelKind[Spec]):
     role: Role = "staged-vision"
     tools = ("Image Classification",)
+    #: the labelled photos (a folder of the shared data) its plans' accuracy is measured
+    #: on by `tierwise profile`; None: no such set, so its quality stays unknown
+    labelled_set: str | None = None
 
     @abstractmethod
     def build(self, name: str, spec: Spec, ctx: BuildContext) -> StagedModel: ...
@@ -154,6 +157,7 @@ class OpenAIRemoteKind(ChatKind[OpenAIRemoteModel]):
 
 class EfficientNetLiteKind(VisionKind[EfficientNetLiteModel]):
     name, spec_class = "efficientnet-lite", EfficientNetLiteModel
+    labelled_set = "imagenet-samples"
 
     def build(self, name: str, spec: EfficientNetLiteModel, ctx: BuildContext) -> StagedModel:
         from tierwise.models.efficientnet_lite import EfficientNetLite

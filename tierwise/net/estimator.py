@@ -111,6 +111,11 @@ class LinkEstimator:
             self._rtt.add(network)
         self._seen()
 
+    def seed(self, bandwidth: float, rtt: float) -> None:
+        """A prior for a link no probe can reach: the first measurements soon replace it."""
+        self._bw.add(bandwidth)
+        self._rtt.add(max(rtt, 1e-4))
+
     def observe_rtt(self, seconds: float) -> None:
         """A call too small to carry bandwidth information (a health probe, say)."""
         self._rtt.add(max(seconds, 1e-4))

@@ -7,6 +7,7 @@ costing ~50 plans takes microseconds.
 
     latency = compute (profiles, emulated slow-down included)
             + bytes_up / bandwidth + bytes_down / bandwidth + RTT     (remote plans)
+            + the same over the second link                          (three-tier plans)
             + queueing on the nodes used + a local call overhead
     usd     = node price × compute s + egress price × bytes leaving a tier + tokens × price
     joules  = node active watts × compute s + radio J/byte × bytes (device side)
@@ -27,14 +28,17 @@ import numpy as np
 from tierwise.config import ClusterSpec
 from tierwise.ledger.prices import is_paid
 from tierwise.placement.costing import Measured, plan_cost
-from tierwise.placement.plans import Plan
+from tierwise.placement.plans import ORIGINAL, Plan
 from tierwise.placement.profiles import (
     ANY_NODE,
     CALL_MS,
     MODEL_ACCURACY,
+    MODEL_AGREEMENT,
     OUT_BYTES,
     Profiles,
+    accuracy_metric,
     codec_metric,
+    pair_accuracy_metric,
 )
 
 #: HTTP request and response headers on a node call, measured on the wire (~250 B each
@@ -81,7 +85,9 @@ class PlanTable:
     tail: np.ndarray  # int node index, -1 = none
     usd: np.ndarray
     joules: np.ndarray
-    quality: np.ndarray  # nan = unknown
+    quality: np.ndarray  # nan = unknown; vision: measured top-1 accuracy
+    #: top-1 agreement with the unsplit fp32 model where fp32 is decisive; nan = unknown
+    agreement: np.ndarray
     sends_raw: np.ndarray
     sends_features: np.ndarray
     paid: np.ndarray
@@ -89,6 +95,14 @@ class PlanTable:
     local_calls: np.ndarray  # how many calls go to a node on the client's tier
     #: compute seconds ÷ sqrt(measurements behind them); 0 where the estimate is settled
     uncertainty_s: np.ndarray
+    #: three-tier plans' second hop: its link and last node (-1 = none), and its bytes
+    link2: np.ndarray
+    last: np.ndarray
+    bytes2: np.ndarray
+    #: True where ``quality`` was measured on labelled data (vision, models called
+    #: whole); chat qualities are the router's predictions, which the default quality
+    #: floor does not judge
+    quality_measured: bool = False
 
     def __post_init__(self) -> None:
         # Index arrays with -1 clipped to 0, and masks saying where they are real, so a
@@ -96,7 +110,14 @@ class PlanTable:
         self._has_link, self._li = self.link >= 0, np.maximum(self.link, 0)
         self._has_head, self._hi = self.head >= 0, np.maximum(self.head, 0)
         self._has_tail, self._ti = self.tail >= 0, np.maximum(self.tail, 0)
+        self._has_link2, self._l2 = self.link2 >= 0, np.maximum(self.link2, 0)
+        self._has_last, self._lasti = self.last >= 0, np.maximum(self.last, 0)
+        self._three_tier = bool(self._has_link2.any())
         self._bytes = self.bytes_up + self.bytes_down
+        # Qualities with unknown ones filled in, once, for the floor's and objective's sums.
+        self.quality_known = ~np.isnan(self.quality)
+        self.quality_or_0 = np.nan_to_num(self.quality, nan=0.0)
+        self.quality_or_neg = np.nan_to_num(self.quality, nan=-1.0)
         self._fixed_s = self.compute_s + self.local_calls * LOCAL_CALL_S
         self._everywhere = np.ones(len(self.plans), dtype=bool)
 
@@ -104,9 +125,13 @@ class PlanTable:
         """(latency s, usd, joules) for every plan under ``live``."""
         li = self._li
         latency = self._fixed_s + self._has_link * (self._bytes / live.bandwidth[li] + live.rtt[li])
+        if self._three_tier:
+            l2 = self._l2
+            latency = latency + self._has_link2 * (self.bytes2 / live.bandwidth[l2] + live.rtt[l2])
         if live.queued:
             q = live.queue_s
             latency = latency + self._has_head * q[self._hi] + self._has_tail * q[self._ti]
+            latency = latency + self._has_last * q[self._lasti]
         return latency, self.usd, self.joules
 
     def reachable(self, live: LiveState) -> np.ndarray:
@@ -117,6 +142,8 @@ class PlanTable:
             (~self._has_link | live.link_up[self._li])
             & (~self._has_head | live.node_up[self._hi])
             & (~self._has_tail | live.node_up[self._ti])
+            & (~self._has_link2 | live.link_up[self._l2])
+            & (~self._has_last | live.node_up[self._lasti])
         )
 
 
@@ -128,12 +155,16 @@ class _Row:
     usd: float = 0.0
     joules: float = 0.0
     quality: float = math.nan
+    agreement: float = math.nan
     paid: bool = False
     uncertainty_s: float = 0.0
+    bytes2_up: float = 0.0  # over a three-tier plan's second link
+    bytes2_down: float = 0.0
 
 
 def build_vision_table(spec: ClusterSpec, plans: list[Plan], profiles: Profiles) -> PlanTable:
-    return _table(spec, plans, [_vision_row(spec, p, profiles) for p in plans])
+    rows = [_vision_row(spec, p, profiles) for p in plans]
+    return _table(spec, plans, rows, quality_measured=True)
 
 
 def build_chat_table(
@@ -159,7 +190,7 @@ def build_whole_table(
     """Plans of a model called whole, for one request of ``items`` inputs (texts, or
     image-and-question pairs) whose body is ``request_bytes`` long."""
     rows = [_whole_row(spec, p, profiles, items, request_bytes) for p in plans]
-    return _table(spec, plans, rows)
+    return _table(spec, plans, rows, quality_measured=True)
 
 
 def _whole_row(
@@ -183,6 +214,8 @@ def _whole_row(
 
 
 def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
+    if plan.split2 is not None:
+        return _three_tier_row(spec, plan, profiles)
     row = _Row()
     head_ms = (
         profiles.stage_ms(plan.head_node, plan.model, 0, plan.split) if plan.head_node else 0.0
@@ -197,9 +230,11 @@ def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
         return row  # unprofiled: compute_s stays nan and the planner skips it
     codec_ms, wire_bytes, out_bytes, agreement = link
     row.compute_s = (head_ms + tail_ms + codec_ms) / 1e3
+    accuracy = profiles.get(ANY_NODE, plan.model, accuracy_metric(plan.codec, plan.split))
+    row.quality = math.nan if accuracy is None else accuracy
     # A variant agrees with its base model only so often; its codec errors add to that.
-    variant_agreement = profiles.get(ANY_NODE, plan.model, "model:agreement")
-    row.quality = agreement * (1.0 if variant_agreement is None else variant_agreement)
+    variant_agreement = profiles.get(ANY_NODE, plan.model, MODEL_AGREEMENT)
+    row.agreement = agreement * (1.0 if variant_agreement is None else variant_agreement)
     if plan.remote:
         row.bytes_up = wire_bytes + HTTP_OVERHEAD_UP
         row.bytes_down = out_bytes + HTTP_OVERHEAD_DOWN
@@ -207,15 +242,68 @@ def _vision_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
     return row
 
 
+def _three_tier_row(spec: ClusterSpec, plan: Plan, profiles: Profiles) -> _Row:
+    """Head, middle and last stages on three nodes; a codec on each of two links. The
+    answer comes back the way the request went, so each link also carries the logits."""
+    row = _Row()
+    assert plan.split2 is not None and plan.codec2 is not None and plan.last_node is not None
+    assert plan.head_node is not None and plan.tail_node is not None
+    model, a, b, n = plan.model, plan.split, plan.split2, plan.n_stages
+    times = (
+        profiles.stage_ms(plan.head_node, model, 0, a),
+        profiles.stage_ms(plan.tail_node, model, a, b),
+        profiles.stage_ms(plan.last_node, model, b, n),
+    )
+    first, second = _link_numbers(plan, profiles), _codec_numbers(plan, plan.codec2, b, profiles)
+    if None in times or first is None or second is None:
+        return row  # unprofiled
+    head_ms, mid_ms, last_ms = (t or 0.0 for t in times)
+    row.compute_s = (head_ms + mid_ms + last_ms + first[0] + second[0]) / 1e3
+    row.quality = _pair_accuracy(plan, profiles)
+    row.agreement = first[3] * second[3]
+    row.bytes_up, row.bytes_down = first[1] + HTTP_OVERHEAD_UP, first[2] + HTTP_OVERHEAD_DOWN
+    row.bytes2_up, row.bytes2_down = second[1] + HTTP_OVERHEAD_UP, first[2] + HTTP_OVERHEAD_DOWN
+    seconds = (head_ms / 1e3, mid_ms / 1e3, last_ms / 1e3)
+    _price_and_energy(spec, plan, row, seconds[0], seconds[1], 0, 0, seconds[2])
+    return row
+
+
+def _pair_accuracy(plan: Plan, profiles: Profiles) -> float:
+    """A three-tier plan's accuracy: measured for its pair of codecs, or, where both are
+    lossless (``raw`` moves the float32 tensor bit for bit), the unsplit model's own."""
+    assert plan.split2 is not None and plan.codec is not None and plan.codec2 is not None
+    metric = pair_accuracy_metric(plan.codec, plan.split, plan.codec2, plan.split2)
+    measured = profiles.get(ANY_NODE, plan.model, metric)
+    if measured is None and plan.codec in LOSSLESS and plan.codec2 in LOSSLESS:
+        measured = profiles.get(ANY_NODE, plan.model, MODEL_ACCURACY)
+    return math.nan if measured is None else measured
+
+
+#: feature codecs whose decoded tensor equals the encoded one exactly
+LOSSLESS = frozenset({"raw"})
+
+
 def _link_numbers(plan: Plan, profiles: Profiles) -> tuple[float, float, float, float] | None:
     """(codec ms, payload bytes, output bytes, top-1 agreement) of what crosses the link."""
     if plan.codec is None:
         return 0.0, 0.0, 0.0, 1.0
+    return _codec_numbers(plan, plan.codec, plan.split, profiles)
+
+
+def _codec_numbers(
+    plan: Plan, codec: str, split: int, profiles: Profiles
+) -> tuple[float, float, float, float] | None:
+    model = plan.profile_model
+    out_bytes = profiles.get(ANY_NODE, model, OUT_BYTES)
+    if codec == ORIGINAL:
+        # The uploaded bytes as they are: no coding time, and the far node decodes the
+        # same bytes the client would, so its answer is the unsplit model's by construction.
+        size = profiles.get(ANY_NODE, model, codec_metric(codec, split, "bytes"))
+        return None if size is None or out_bytes is None else (0.0, size, out_bytes, 1.0)
     values = [
-        profiles.get(ANY_NODE, plan.profile_model, codec_metric(plan.codec, plan.split, what))
+        profiles.get(ANY_NODE, model, codec_metric(codec, split, what))
         for what in ("ms", "bytes", "agreement")
     ]
-    out_bytes = profiles.get(ANY_NODE, plan.profile_model, OUT_BYTES)
     codec_ms, wire_bytes, agreement = values
     if codec_ms is None or wire_bytes is None or agreement is None or out_bytes is None:
         return None
@@ -255,18 +343,29 @@ def _chat_row(
 
 
 def _price_and_energy(
-    spec: ClusterSpec, plan: Plan, row: _Row, head_s: float, tail_s: float, tin: int, tout: int
+    spec: ClusterSpec,
+    plan: Plan,
+    row: _Row,
+    head_s: float,
+    tail_s: float,
+    tin: int,
+    tout: int,
+    last_s: float = 0.0,
 ) -> None:
     quantities = Measured(0.0, int(row.bytes_up), int(row.bytes_down), head_s, tail_s, tin, tout)
+    quantities.last_compute_s = last_s
+    quantities.bytes2_up, quantities.bytes2_down = int(row.bytes2_up), int(row.bytes2_down)
     row.usd, row.joules = plan_cost(spec, plan, quantities)
     row.paid = any(
         is_paid(spec.prices, spec.node(name), plan.model)
-        for name in (plan.head_node, plan.tail_node)
+        for name in (plan.head_node, plan.tail_node, plan.last_node)
         if name is not None
     )
 
 
-def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
+def _table(
+    spec: ClusterSpec, plans: list[Plan], rows: list[_Row], quality_measured: bool = False
+) -> PlanTable:
     links = [lk.name for lk in spec.links]
     nodes = [n.name for n in spec.nodes]
 
@@ -289,12 +388,17 @@ def _table(spec: ClusterSpec, plans: list[Plan], rows: list[_Row]) -> PlanTable:
         usd=col([r.usd for r in rows], float),
         joules=col([r.joules for r in rows], float),
         quality=col([r.quality for r in rows], float),
+        agreement=col([r.agreement for r in rows], float),
         sends_raw=col([p.sends in ("raw", "prompt") for p in plans], bool),
         sends_features=col([p.sends == "features" for p in plans], bool),
         paid=col([r.paid for r in rows], bool),
         profiled=col([not math.isnan(r.compute_s) for r in rows], bool),
         local_calls=col([_local_calls(p) for p in plans], float),
         uncertainty_s=col([r.uncertainty_s for r in rows], float),
+        link2=col([index(links, p.link2) for p in plans], int),
+        last=col([index(nodes, p.last_node) for p in plans], int),
+        bytes2=col([r.bytes2_up + r.bytes2_down for r in rows], float),
+        quality_measured=quality_measured,
     )
 
 

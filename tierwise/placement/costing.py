@@ -28,24 +28,37 @@ class Measured:
     tail_compute_s: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
-    #: Compute energy measured by RAPL on every node used, when they all have it; it then
-    #: replaces the watts × time model for compute (radio energy is still modelled).
+    #: a three-tier plan's last node and second link
+    last_compute_s: float = 0.0
+    bytes2_up: int = 0
+    bytes2_down: int = 0
+    #: Compute energy measured by RAPL on every node used, when they all have it. It is
+    #: reported beside the modelled joules (``joules_measured``), never mixed into them,
+    #: so a figure is always one or the other.
     measured_compute_joules: float | None = None
 
 
 def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]:
-    """(USD, joules) of running ``plan`` with the quantities in ``m``."""
+    """(USD, joules) of running ``plan`` with the quantities in ``m``, both modelled: the
+    price tables and the stated watts applied to measured seconds, bytes and tokens."""
     usd = joules = 0.0
-    for name, seconds in ((plan.head_node, m.head_compute_s), (plan.tail_node, m.tail_compute_s)):
+    for name, seconds in (
+        (plan.head_node, m.head_compute_s),
+        (plan.tail_node, m.tail_compute_s),
+        (plan.last_node, m.last_compute_s),
+    ):
         if name is not None:
             node = spec.node(name)
             usd += compute_usd(spec.prices, node, seconds)
             joules += compute_joules(node, seconds)
-    if m.measured_compute_joules is not None:
-        joules = m.measured_compute_joules
-    usd += _link_usd(spec, plan, m.bytes_up, m.bytes_down)
-    if plan.link is not None:
-        joules += radio_joules(spec.energy, spec.link(plan.link).medium, m.bytes_up, m.bytes_down)
+    usd += _link_usd(spec, plan.link, plan.tail_node, m.bytes_up, m.bytes_down)
+    usd += _link_usd(spec, plan.link2, plan.last_node, m.bytes2_up, m.bytes2_down)
+    for link, up, down in (
+        (plan.link, m.bytes_up, m.bytes_down),
+        (plan.link2, m.bytes2_up, m.bytes2_down),
+    ):
+        if link is not None:
+            joules += radio_joules(spec.energy, spec.link(link).medium, up, down)
     usd += token_usd(spec.prices, plan.model, m.tokens_in, m.tokens_out)
     # Money is counted in whole nano-dollars everywhere (budgets are integers of them),
     # so a response, its record and the budget it was charged to always agree.
@@ -64,19 +77,23 @@ def cost_bound(
     """The most an attempt can be charged: every node busy for the whole timeout, the
     largest payloads, every allowed token. Budgets hold this much while it runs."""
     usd = 0.0
-    for name in (plan.head_node, plan.tail_node):
+    for name in (plan.head_node, plan.tail_node, plan.last_node):
         if name is not None:
             usd += compute_usd(spec.prices, spec.node(name), timeout_s)
-    usd += _link_usd(spec, plan, max_bytes_up, max_bytes_down)
+    usd += _link_usd(spec, plan.link, plan.tail_node, max_bytes_up, max_bytes_down)
+    usd += _link_usd(spec, plan.link2, plan.last_node, max_bytes_up, max_bytes_down)
     usd += token_usd(spec.prices, plan.model, max_tokens_in, max_tokens_out)
     return usd
 
 
-def _link_usd(spec: ClusterSpec, plan: Plan, bytes_up: float, bytes_down: float) -> float:
-    if plan.link is None or plan.tail_node is None:
+def _link_usd(
+    spec: ClusterSpec, link_name: str | None, far: str | None, bytes_up: float, bytes_down: float
+) -> float:
+    """Egress over one link: ``bytes_down`` leave the far node's tier, ``bytes_up`` the other."""
+    if link_name is None or far is None:
         return 0.0
-    link = spec.link(plan.link)
-    tail_tier = spec.node(plan.tail_node).tier
+    link = spec.link(link_name)
+    tail_tier = spec.node(far).tier
     client_tier = link.a if link.b == tail_tier else link.b
     return egress_usd(spec.prices, tail_tier, bytes_down) + egress_usd(
         spec.prices, client_tier, bytes_up

@@ -4,12 +4,19 @@ Constraints come in two strengths:
 
 - **hard**, never relaxed: privacy, budget (paid plans are out when the budget is
   exhausted), ``max_usd``, and reachability (the plan's nodes and link are up);
-- **soft**, relaxed only when nothing meets them: ``max_latency_ms`` and ``min_quality``.
-  Then the plan that misses them by the least is chosen, and the decision names which
-  constraints were relaxed.
+- **soft**, relaxed only when nothing meets them: ``max_latency_ms``, ``min_quality``
+  and the quality floor ``max_quality_loss``. Then the plan that misses them by the
+  least is chosen, and the decision names which constraints were relaxed.
 
-Among feasible plans the score is ``w_latency·s + w_usd·USD + w_energy·J``, less an
-exploration bonus for chat plans whose speed rests on few measurements (see
+The quality floor (:class:`QualityFloor`) applies where qualities are measured (vision
+accuracy on labelled photos): no plan more than ``max_quality_loss`` below the best
+measured plan among those the hard constraints allow. A plan of unknown quality cannot
+be shown to meet it; when no allowed plan has a measured quality the floor cannot judge
+at all, and the decision says so instead of pretending.
+
+Among feasible plans the score is ``w_latency·s + w_usd·USD + w_energy·J +
+w_quality·loss`` (loss: how far below the best measured quality), less an exploration
+bonus for chat plans whose speed rests on few measurements (see
 :class:`~tierwise.config.ObjectiveWeights`).
 :func:`decide` is pure and takes about 30 µs for ~50 plans; see ``tierwise bench placement``.
 """
@@ -25,6 +32,31 @@ from tierwise.config import LOCAL_ONLY, ObjectiveWeights, Policy
 from tierwise.errors import BudgetExceeded, NoFeasiblePlan
 from tierwise.placement.cost import LiveState, PlanTable
 
+#: why a floor could not judge: nothing the request could use was measured
+UNJUDGED = (
+    "no plan this request could use has a measured accuracy (run `tierwise profile "
+    "--data DIR` with the labelled photos), so max_quality_loss was not applied"
+)
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    """The quality floor of one decision: the best measured quality among the plans the
+    request could use, the lowest one allowed, and why it could not judge if it could not."""
+
+    best: float | None = None
+    floor: float | None = None
+    max_quality_loss: float | None = None
+    unjudged: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "best": None if self.best is None else _r(self.best, 4),
+            "floor": None if self.floor is None else _r(self.floor, 4),
+            "max_quality_loss": self.max_quality_loss,
+            "unjudged": self.unjudged,
+        }
+
 
 @dataclass
 class Decision:
@@ -36,35 +68,46 @@ class Decision:
     feasible: np.ndarray
     hard_ok: np.ndarray
     relaxed: list[str] = field(default_factory=list)
+    quality_floor: QualityFloor = field(default_factory=QualityFloor)
 
     @property
     def best(self) -> int:
         return self.ranking[0]
 
     def explain(
-        self, policy: Policy, budget_ok: bool, live: LiveState, limit: int = 60
+        self, policy: Policy, budget_ok: bool, live: LiveState, limit: int | None = 60
     ) -> list[dict[str, Any]]:
-        """Every plan considered, with its prediction and why it was or was not eligible."""
+        """The plans considered, best first, then those excluded (up to ``limit`` in all),
+        with their predictions and why each was or was not eligible."""
         t = self.table
         reachable = t.reachable(live)
         rank = {plan: position + 1 for position, plan in enumerate(self.ranking)}
+        ranked = set(self.ranking)
+        order = [*self.ranking, *(i for i in range(len(t.plans)) if i not in ranked)]
         out = []
-        for i, plan in enumerate(t.plans[:limit]):
+        for i in order[:limit]:
+            plan = t.plans[i]
             out.append(
                 {
                     "plan": plan.id,
                     "tiers": list(plan.tiers),
                     "latency_ms": _r(self.latency[i] * 1e3),
-                    "usd": float(self.usd[i]),
-                    "joules": _r(self.joules[i]),
+                    "usd_modelled": float(self.usd[i]),
+                    "joules_modelled": _r(self.joules[i]),
                     "bytes_up": int(t.bytes_up[i]),
                     "bytes_down": int(t.bytes_down[i]),
                     "quality": None if np.isnan(t.quality[i]) else _r(t.quality[i], 4),
+                    "agreement": None if np.isnan(t.agreement[i]) else _r(t.agreement[i], 4),
                     "rank": rank.get(i),
                     "excluded": _why_not(t, i, policy, budget_ok, reachable) or None,
                 }
             )
         return out
+
+
+def why_not(table: PlanTable, i: int, policy: Policy, budget_ok: bool, live: LiveState) -> str:
+    """Why plan ``i`` breaks a hard constraint now ("" when it does not)."""
+    return _why_not(table, i, policy, budget_ok, table.reachable(live))
 
 
 def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -> Decision:
@@ -78,25 +121,42 @@ def decide(table: PlanTable, live: LiveState, policy: Policy, budget_ok: bool) -
                 "(no free plan meets its policy); retry after the budget period resets"
             )
         raise NoFeasiblePlan(_no_plan_message(table, live, policy, budget_ok))
+    floor = quality_floor(table, hard, policy)
     weights = policy.weights or _DEFAULT_WEIGHTS
     score = weights.latency * latency + weights.usd * usd + weights.energy * joules
     if weights.explore:
         score = score - weights.latency * weights.explore * table.uncertainty_s
-    late, poor = _soft_misses(table, latency, policy)
-    feasible = hard & ~late & ~poor
+    if floor.best is not None and weights.quality:
+        # an unknown quality adds no loss here: the floor, not the score, keeps it out
+        loss = np.maximum(0.0, floor.best - table.quality_or_0) * table.quality_known
+        score = score + weights.quality * loss
+    misses = _soft_misses(table, latency, policy, floor)
+    feasible = hard
+    for missed in misses.values():
+        feasible = feasible & ~missed
     # One sort gives the whole fallback order: feasible plans by score, then the plans
     # that only miss soft constraints, by how far they miss them and then by score.
     if np.count_nonzero(feasible) == len(feasible):
         key = score
     else:
-        missing = _SOFT_BAND + _violation(table, latency, policy) * _MISS_SCALE + score
+        violation = _violation(table, latency, policy, floor)
+        missing = _SOFT_BAND + violation * _MISS_SCALE + score
         key = np.where(feasible, score, np.where(hard, missing, np.inf))
     ranking = np.argsort(key, kind="stable")[:n_hard].tolist()
-    relaxed: list[str] = []
-    if not feasible[ranking[0]]:
-        best = ranking[0]
-        relaxed = [name for name, m in (("max_latency_ms", late), ("min_quality", poor)) if m[best]]
-    return Decision(table, ranking, latency, usd, joules, feasible, hard, relaxed)
+    relaxed = [name for name, m in misses.items() if m[ranking[0]]]
+    return Decision(table, ranking, latency, usd, joules, feasible, hard, relaxed, floor)
+
+
+def quality_floor(table: PlanTable, hard: np.ndarray, policy: Policy) -> QualityFloor:
+    """The floor that ``policy``'s ``max_quality_loss`` puts under the plans ``hard`` allows."""
+    loss = policy.loss_floor
+    if loss is None or not table.quality_measured:
+        return QualityFloor()
+    judged = hard & table.quality_known
+    if not judged.any():
+        return QualityFloor(max_quality_loss=loss, unjudged=UNJUDGED)
+    best = float(table.quality_or_neg[judged].max())
+    return QualityFloor(best, best - loss, loss)
 
 
 _DEFAULT_WEIGHTS = ObjectiveWeights()
@@ -121,29 +181,38 @@ def _hard_ok(
     return np.asarray(ok)
 
 
+# A measured accuracy is a count over a few hundred photos: a plan exactly at the floor
+# meets it, whatever the last float bit says.
+_QUALITY_EPS = 1e-9
+
+
 def _soft_misses(
-    table: PlanTable, latency: np.ndarray, policy: Policy
-) -> tuple[np.ndarray, np.ndarray]:
-    none = np.zeros(len(latency), bool)
-    late = latency * 1e3 > policy.max_latency_ms if policy.max_latency_ms is not None else none
+    table: PlanTable, latency: np.ndarray, policy: Policy, floor: QualityFloor
+) -> dict[str, np.ndarray]:
+    """Each soft constraint set here, by name, with where it is missed."""
+    misses: dict[str, np.ndarray] = {}
+    if policy.max_latency_ms is not None:
+        misses["max_latency_ms"] = np.asarray(latency * 1e3 > policy.max_latency_ms)
+    # An unknown quality cannot be shown to meet a minimum.
+    quality = table.quality_or_neg
     if policy.min_quality is not None:
-        # An unknown quality cannot be shown to meet a minimum.
-        poor = ~(np.nan_to_num(table.quality, nan=-1.0) >= policy.min_quality)
-    else:
-        poor = none
-    return np.asarray(late), np.asarray(poor)
+        misses["min_quality"] = np.asarray(quality < policy.min_quality - _QUALITY_EPS)
+    if floor.floor is not None:
+        misses["max_quality_loss"] = np.asarray(quality < floor.floor - _QUALITY_EPS)
+    return misses
 
 
-def _violation(table: PlanTable, latency: np.ndarray, policy: Policy) -> np.ndarray:
+def _violation(
+    table: PlanTable, latency: np.ndarray, policy: Policy, floor: QualityFloor
+) -> np.ndarray:
     """How far each plan misses the soft constraints, as relative shortfalls."""
-    if policy.max_latency_ms is None and policy.min_quality is None:
-        return np.zeros(len(latency))
     miss = np.zeros(len(latency))
     if policy.max_latency_ms is not None:
         miss += np.maximum(0.0, latency * 1e3 / policy.max_latency_ms - 1.0)
-    if policy.min_quality is not None and policy.min_quality > 0:
-        quality = np.nan_to_num(table.quality, nan=0.0)
-        miss += np.maximum(0.0, (policy.min_quality - quality) / policy.min_quality)
+    quality = table.quality_or_0
+    for minimum in (policy.min_quality, floor.floor):
+        if minimum is not None and minimum > 0:
+            miss += np.maximum(0.0, (minimum - quality) / minimum)
     return miss
 
 

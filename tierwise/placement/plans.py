@@ -3,12 +3,19 @@
 A vision plan splits a staged model at ``split``: stages [0, split) run on the client's
 own tier (the *head*), the rest on another node (the *tail*), with ``codec`` on the
 link between them. ``split == n`` runs everything locally; ``split == 0`` sends the
-input itself, compressed by an input codec. A chat plan runs a chat model on one node,
-and so does a plan for a model called whole (embeddings, visual question answering).
+input itself, compressed by an input codec, or as the caller uploaded it (``original``:
+the uploaded bytes forwarded unchanged, decoded by the far node). A *three-tier* plan
+has two split points: stages [0, split) on the client's tier, [split, split2) on a
+middle node (the edge), the rest on a node beyond it (the cloud); ``codec`` crosses the
+first link and ``codec2`` the second, and the middle node forwards to the last itself,
+so the second hop really crosses the edge–cloud link. A chat plan runs a chat model on
+one node, and so does a plan for a model called whole (embeddings, visual question
+answering).
 
 Plan ids are short and stable, so they can be pinned in requests and read in reports:
-``local@device``, ``edge/jpeg90``, ``split@3/edge/q8``, ``chat@cloud/smollm2``,
-``embed@edge/minilm``, ``vqa@device/vqa-net``.
+``local@device``, ``edge/jpeg90``, ``cloud/original``, ``split@3/edge/q8``,
+``split@2/edge/q8+5/cloud/fp16``, ``chat@cloud/smollm2``, ``embed@edge/minilm``,
+``vqa@device/vqa-net``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tierwise.config import ClusterSpec, Tier
+from tierwise.config import TIERS, ClusterSpec, Tier
 
 Sends = Literal["nothing", "raw", "features", "prompt"]
 Task = Literal["classify", "chat", "embed", "vqa"]
@@ -26,6 +33,8 @@ WholeTask = Literal["embed", "vqa"]
 #: Codecs the planner considers by default on each kind of link crossing.
 DEFAULT_INPUT_CODECS = ("jpeg90", "png")
 DEFAULT_FEATURE_CODECS = ("raw", "fp16", "q8", "q4")
+#: The input as the caller uploaded it: its bytes cross the link unchanged.
+ORIGINAL = "original"
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,12 @@ class Plan:
     #: for a model variant (``model`` is then ``<base>:<variant>``): the model it was made
     #: from, whose input-codec profiles its offload plans share
     base: str | None = None
+    #: a three-tier plan's second hop: ``tail_node`` runs [split, split2) and forwards
+    #: ``codec2`` over ``link2`` to ``last_node``, which runs [split2, n)
+    split2: int | None = None
+    codec2: str | None = None
+    link2: str | None = None
+    last_node: str | None = None
 
     @property
     def profile_model(self) -> str:
@@ -90,11 +105,83 @@ def vision_plans(
         link = spec.link_between(client_tier, tail.tier)
         if tail.tier == client_tier or link is None:
             continue
-        plans += _offload_plans(model, tail.name, tail.tier, n_stages, link.name, input_codecs)
+        plans += _offload_plans(
+            model, tail.name, tail.tier, n_stages, link.name, (ORIGINAL, *input_codecs)
+        )
         if head is not None:
             crossing = _Crossing(head, tail.name, link.name, (client_tier, tail.tier))
             plans += _split_plans(model, crossing, n_stages, feature_codecs, learned_codecs or {})
     return plans
+
+
+def three_tier_plans(
+    spec: ClusterSpec,
+    model: str,
+    n_stages: int,
+    client_tier: Tier,
+    feature_codecs: tuple[str, ...] = DEFAULT_FEATURE_CODECS,
+) -> list[Plan]:
+    """Head on the client's tier, middle stages on a node one link away, the rest on a
+    node one more link beyond, for every pair of split points and codec on each link.
+    Work only moves outward (device → edge → cloud): back towards the client it would
+    carry features further for nothing."""
+    hosts = [n for n in spec.nodes if model in n.models]
+    local = [n for n in hosts if n.tier == client_tier]
+    if not local:
+        return []
+    plans = []
+    for mid in hosts:
+        first = spec.link_between(client_tier, mid.tier)
+        if mid.tier == client_tier or first is None:
+            continue
+        for last in hosts:
+            second = spec.link_between(mid.tier, last.tier)
+            outward = TIERS.index(client_tier) < TIERS.index(mid.tier) < TIERS.index(last.tier)
+            if not outward or second is None:
+                continue
+            hop = _Hop(local[0].name, mid.name, last.name, first.name, second.name)
+            plans += _two_split_plans(model, hop, n_stages, feature_codecs, spec)
+    return plans
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """A three-tier plan's nodes and links."""
+
+    head: str
+    mid: str
+    last: str
+    link: str
+    link2: str
+
+
+def _two_split_plans(
+    model: str, hop: _Hop, n: int, codecs: tuple[str, ...], spec: ClusterSpec
+) -> list[Plan]:
+    tiers = tuple(spec.node(name).tier for name in (hop.head, hop.mid, hop.last))
+    return [
+        Plan(
+            f"split@{a}/{hop.mid}/{c1}+{b}/{hop.last}/{c2}",
+            "classify",
+            model,
+            hop.head,
+            hop.mid,
+            a,
+            n,
+            c1,
+            hop.link,
+            tiers,
+            "features",
+            split2=b,
+            codec2=c2,
+            link2=hop.link2,
+            last_node=hop.last,
+        )
+        for a in range(1, n - 1)
+        for b in range(a + 1, n)
+        for c1 in codecs
+        for c2 in codecs
+    ]
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,16 @@ the node (a codec's size and accuracy at a split point). Metric names:
 
     stage:{i}:ms                  compute time of stage i on the node, batch 1 (p50)
     codec:{c}@{k}:bytes           wire bytes of codec c at split k (k = 0: the input)
-    codec:{c}@{k}:agreement       top-1 agreement with the unsplit fp32 model
+    codec:{c}@{k}:agreement       top-1 agreement with the unsplit fp32 model, on the
+                                  inputs where fp32 is decisive (see ``DECISIVE_MARGIN``)
+    codec:{c}@{k}:accuracy        top-1 accuracy on labelled photos of the model (or
+                                  variant) run with codec c at split k
     codec:{c}@{k}:ms              encode + decode time
     out:bytes                     wire bytes of the model's output (logits); for a model
                                   called whole, of one item's answer (headers excluded)
     model:agreement               a variant's top-1 agreement with its base model
-    model:accuracy                a model called whole: its accuracy on held-out data
+    model:accuracy                top-1 accuracy on labelled data of the model (or
+                                  variant) run whole, with nothing crossing a link
     call:ms                       a model called whole: compute time per item on the node
     llm:prefill_tok_s             prompt tokens per second
     llm:decode_tok_s              generated tokens per second
@@ -32,6 +36,12 @@ ONLINE_WEIGHT = 0.2
 OUT_BYTES = "out:bytes"
 CALL_MS = "call:ms"
 MODEL_ACCURACY = "model:accuracy"
+MODEL_AGREEMENT = "model:agreement"
+#: fp32 is *decisive* on an input when its top softmax probability leads the second by
+#: at least this much; agreement is counted on those inputs only, because answers that
+#: flip where fp32 itself is torn (int8 rounding flips those, see docs/ARCHITECTURE.md)
+#: say little about a plan's quality.
+DECISIVE_MARGIN = 0.1
 
 
 def stage_metric(stage: int) -> str:
@@ -40,6 +50,20 @@ def stage_metric(stage: int) -> str:
 
 def codec_metric(codec: str, split: int, what: str) -> str:
     return f"codec:{codec}@{split}:{what}"
+
+
+def accuracy_metric(codec: str | None, split: int) -> str:
+    """The metric holding a plan's measured accuracy: its codec's at its split, or the
+    model's own when nothing crosses a link or the uploaded bytes cross it unchanged
+    (``original``: the far node decodes the very bytes the client would)."""
+    if codec is None or codec == "original":
+        return MODEL_ACCURACY
+    return codec_metric(codec, split, "accuracy")
+
+
+def pair_accuracy_metric(codec: str, split: int, codec2: str, split2: int) -> str:
+    """A three-tier plan's accuracy: ``codec`` at ``split``, then ``codec2`` at ``split2``."""
+    return f"codec:{codec}@{split}+{codec2}@{split2}:accuracy"
 
 
 class Profiles:

@@ -301,7 +301,7 @@ def _placed(rate: float, request: str, ext: dict[str, Any], note: str = "") -> P
     m = ext["measured"]
     if ext["relaxed"]:
         note = (note + "; " if note else "") + "relaxed " + ", ".join(ext["relaxed"])
-    return PlacedRow(rate, request, ext["plan"], m["latency_ms"], m["usd"], note)
+    return PlacedRow(rate, request, ext["plan"], m["latency_ms"], m["usd_modelled"], note)
 
 
 def _placed_table(rows: list[PlacedRow]) -> Table:
@@ -314,7 +314,7 @@ def _placed_table(rows: list[PlacedRow]) -> Table:
         ("request", {}),
         ("plan chosen", {}),
         ("latency", {"justify": "right"}),
-        ("$", {"justify": "right"}),
+        ("$ modelled", {"justify": "right"}),
         ("note", {}),
     ):
         table.add_column(col, no_wrap=col != "note", **kw)  # type: ignore[arg-type]
@@ -369,7 +369,7 @@ def run_demo(spec: ClusterSpec, console: Console, state_dir: Path | None = None)
         console.print(_placed_table(placed))
         console.print(
             f"ledger: {int(totals['requests'])} gateway requests cost ${totals['usd']:.6f}; "
-            f"all in the cloud they would have cost ${totals['cloud_usd']:.6f}"
+            f"all in the cloud they would have cost ${totals['cloud_usd']:.6f} (both modelled)"
         )
     if run is not None:
         _print_run(run, console)

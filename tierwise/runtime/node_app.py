@@ -10,14 +10,18 @@ Endpoints (all but /healthz need the cluster's bearer token):
     POST /v1/embeddings                  OpenAI-compatible sentence embeddings
     POST /v1/vision/vqa?model=M&question=Q
                                          image bytes in, the VQA model's answer out
-    POST /v1/stages/{model}/run?start=S&end=E
-                                         tensor in, tensor out (tierwise wire format v1)
+    POST /v1/stages/{model}/run?start=S&end=E[&then=NODE&then_end=F]
+                                         tensor in (or, at stage 0, an image file), tensor
+                                         out (tierwise wire format); with ``then``, the
+                                         output goes on to NODE's stages [E, F) and its
+                                         answer comes back (three-tier plans)
     POST /v1/probe                       body in, its size out (link measurement)
     GET  /metrics                        Prometheus text format
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -49,6 +53,7 @@ from tierwise.net.http_common import (
 from tierwise.runtime import openai_schema as oa
 from tierwise.runtime.images import decode_image
 from tierwise.runtime.metrics import NodeMetrics
+from tierwise.runtime.stage_relay import Relay, check_forward
 from tierwise.runtime.threaded_stream import ThreadedStream
 from tierwise.runtime.whole_routes import whole_routes
 
@@ -61,6 +66,7 @@ class NodeSettings:
     node: NodeSpec
     token: str | None
     rapl: RaplMeter | None = None  # measures CPU package energy where the machine allows
+    relay: Relay | None = None  # how it reaches other nodes, to forward a stage call
 
 
 def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
@@ -75,7 +81,7 @@ def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
     ext = _ExtensionFields(node)
     app.include_router(_node_routes(settings, models, metrics))
     app.include_router(_chat_routes(models, metrics, ext))
-    app.include_router(_vision_routes(models, metrics, ext, settings.rapl))
+    app.include_router(_vision_routes(models, metrics, ext, settings))
     app.include_router(whole_routes(models, metrics, ext))
     return app
 
@@ -146,9 +152,10 @@ def _chat_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields
 
 
 def _vision_routes(
-    models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields, rapl: RaplMeter | None
+    models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields, settings: NodeSettings
 ) -> APIRouter:
     router = APIRouter()
+    rapl = settings.rapl
 
     @router.post("/v1/vision/classify")
     async def classify(
@@ -174,13 +181,15 @@ def _vision_routes(
         start: int = Query(..., ge=0),
         end: int = Query(..., ge=1),
         out_codec: str = Query("raw", description="codec for the output tensor"),
+        then: str | None = Query(None, description="a node to forward the output to"),
+        then_end: int | None = Query(None, ge=1, description="where that node's stages end"),
     ) -> Response:
         staged = models.staged_model(model)
         _check_stage_range(staged, start, end)
+        check_forward(then, then_end, end, len(staged.stages))
         codec = get_codec(out_codec)
         raw = await request.body()
-        x = decode_message(wire.decode_tensor(raw))
-        _check_stage_input(staged, start, x)
+        x, headers = _stage_input(staged, start, raw, request.headers.get("content-type", ""))
         started = time.perf_counter()
         energy_start = rapl.read_uj() if rapl is not None else None
         out = await run_in_threadpool(staged.run_stages, x, start, end)
@@ -190,9 +199,12 @@ def _vision_routes(
         payload = await run_in_threadpool(codec.to_wire, out, meta)
         metrics.payload_bytes.labels(direction="in").inc(len(raw))
         metrics.payload_bytes.labels(direction="out").inc(len(payload))
-        headers = {"X-Tierwise-Compute-Ms": f"{compute_ms:.3f}", "X-Tierwise-Node": ext.node.name}
+        headers |= {"X-Tierwise-Compute-Ms": f"{compute_ms:.3f}", "X-Tierwise-Node": ext.node.name}
         if rapl is not None and energy_start is not None:
             headers["X-Tierwise-Rapl-Joules"] = f"{rapl.joules_since(energy_start):.6f}"
+        if then is not None and then_end is not None:
+            payload, forwarded = await _relay(settings).forward(model, payload, end, then_end, then)
+            headers |= forwarded
         return Response(payload, media_type=wire.CONTENT_TYPE, headers=headers)
 
     return router
@@ -279,6 +291,31 @@ def _check_stage_range(staged: StagedModel, start: int, end: int) -> None:
             f"ask for 0 <= start < end <= {n}",
             param="start",
         )
+
+
+def _stage_input(
+    staged: StagedModel, start: int, raw: bytes, content_type: str
+) -> tuple[np.ndarray, dict[str, str]]:
+    """A stage's input from the body: a tensor message, or at stage 0 an image file as the
+    caller uploaded it, sent as ``image/*`` (then decoded and prepared here, and its
+    digest sent back, so the caller can check the bytes arrived unchanged)."""
+    if not content_type.startswith("image/"):
+        x = decode_message(wire.decode_tensor(raw))
+        _check_stage_input(staged, start, x)
+        return x, {}
+    if start != 0:
+        raise InputError(
+            f"stage {start} takes a tensor ({wire.CONTENT_TYPE}); only stage 0 takes an image",
+            param="body",
+        )
+    x = staged.preprocess(decode_image(raw))
+    return x, {"X-Tierwise-Input-Sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def _relay(settings: NodeSettings) -> Relay:
+    if settings.relay is None:
+        raise InputError("this node cannot forward: it was started without peers", param="then")
+    return settings.relay
 
 
 def _check_stage_input(staged: StagedModel, start: int, array: np.ndarray) -> None:

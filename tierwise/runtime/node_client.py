@@ -78,6 +78,30 @@ class PayloadReply:
     compute_ms: float
     transfer: Transfer
     rapl_joules: float | None = None  # measured package energy, where the node has RAPL
+    #: a forwarded call's second hop, as the middle node measured it (three-tier plans)
+    next_hop: NextHop | None = None
+    #: SHA-256 of an image body as the node received it (``original`` input plans)
+    input_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class NextHop:
+    compute_ms: float
+    transfer: Transfer
+    rapl_joules: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: httpx.Headers) -> NextHop | None:
+        if "X-Tierwise-Next-Compute-Ms" not in headers:
+            return None
+        transfer = Transfer(
+            int(headers["X-Tierwise-Next-Bytes-Up"]),
+            int(headers["X-Tierwise-Next-Bytes-Down"]),
+            float(headers["X-Tierwise-Next-Seconds"]),
+        )
+        rapl = headers.get("X-Tierwise-Next-Rapl-Joules")
+        compute = float(headers["X-Tierwise-Next-Compute-Ms"])
+        return cls(compute, transfer, float(rapl) if rapl is not None else None)
 
 
 class NodeClient:
@@ -192,20 +216,37 @@ class NodeClient:
         return StageReply(out.array, reply.compute_ms, reply.transfer)
 
     async def run_payload(
-        self, model: str, payload: bytes, start: int, end: int, out_codec: str = "raw"
+        self,
+        model: str,
+        payload: bytes,
+        start: int,
+        end: int,
+        out_codec: str = "raw",
+        then: tuple[str, int] | None = None,
+        content_type: str = wire.CONTENT_TYPE,
     ) -> PayloadReply:
-        """Run stages on an already encoded tensor message; keep the answer encoded."""
+        """Run stages on an already encoded tensor message (or, at stage 0, an image file);
+        keep the answer encoded. ``then`` (node, end) has the node forward its output
+        there and relay that node's answer."""
+        params: dict[str, str | int] = {"start": start, "end": end, "out_codec": out_codec}
+        if then is not None:
+            params |= {"then": then[0], "then_end": then[1]}
         response, transfer = await self._call(
             "POST",
             f"/v1/stages/{model}/run",
-            params={"start": start, "end": end, "out_codec": out_codec},
+            params=params,
             content=payload,
-            headers={"Content-Type": wire.CONTENT_TYPE},
+            headers={"Content-Type": content_type},
         )
-        compute_ms = float(response.headers.get("X-Tierwise-Compute-Ms", "nan"))
-        rapl = response.headers.get("X-Tierwise-Rapl-Joules")
+        h = response.headers
+        rapl = h.get("X-Tierwise-Rapl-Joules")
         return PayloadReply(
-            response.content, compute_ms, transfer, float(rapl) if rapl is not None else None
+            response.content,
+            float(h.get("X-Tierwise-Compute-Ms", "nan")),
+            transfer,
+            float(rapl) if rapl is not None else None,
+            NextHop.from_headers(h),
+            h.get("X-Tierwise-Input-Sha256"),
         )
 
     async def probe(self, nbytes: int) -> Transfer:

@@ -35,6 +35,7 @@ def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.envi
     from tierwise.models.registry import load_node_models
     from tierwise.runtime.model_codecs import load_node_codecs
     from tierwise.runtime.node_app import NodeSettings, create_node_app
+    from tierwise.runtime.stage_relay import Relay
 
     state = ClusterState.load(state_dir)
     node = state.spec.node(node_name)
@@ -45,7 +46,9 @@ def serve_node(state_dir: Path, node_name: str, env: Mapping[str, str] = os.envi
     try:
         load_node_codecs(state.spec, node)
         rapl = RaplMeter() if state.spec.energy.rapl else None
-        settings = NodeSettings(state.spec, node, token, rapl if rapl and rapl.available else None)
+        relay = Relay(lambda peer: state.url_from(node.tier, peer), token)
+        meter = rapl if rapl and rapl.available else None
+        settings = NodeSettings(state.spec, node, token, meter, relay)
         app = create_node_app(settings, models)
         uvicorn.Server(uvicorn_config(app, node.host, node.port)).run()
     finally:

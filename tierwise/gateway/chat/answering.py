@@ -85,7 +85,7 @@ def whole_answer(served: Served) -> CachedAnswer:
         served.body["model"],
         ext["request_id"],
         served.cloud_usd,
-        ext["measured"]["usd"],
+        ext["measured"]["usd_modelled"],
     )
 
 

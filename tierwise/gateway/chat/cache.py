@@ -114,6 +114,6 @@ class CachedChat:
             "hit": hit.kind,
             "similarity": round(hit.similarity, 4),
             "of_request": hit.answer.request_id,
-            "saved_usd": hit.answer.cloud_usd,
+            "saved_usd_modelled": hit.answer.cloud_usd,
         }
         return await self._recorder.cache_hit(call.pending, cache, hit.answer.cloud_usd, body)

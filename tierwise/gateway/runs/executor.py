@@ -36,7 +36,7 @@ class StepResult:
 
     @property
     def usd(self) -> float:
-        return float((self.ext or {}).get("measured", {}).get("usd", 0.0))
+        return float((self.ext or {}).get("measured", {}).get("usd_modelled", 0.0))
 
 
 @dataclass

@@ -59,8 +59,8 @@ class RunResult:
 
     @property
     def usd(self) -> float:
-        compose_usd = float((self.answer.ext or {}).get("measured", {}).get("usd", 0.0))
-        return sum(s.usd for s in self.steps) + compose_usd + float(self.planning["usd"])
+        compose_usd = float((self.answer.ext or {}).get("measured", {}).get("usd_modelled", 0.0))
+        return sum(s.usd for s in self.steps) + compose_usd + float(self.planning["usd_modelled"])
 
     def to_json(self) -> dict[str, Any]:
         """The answer to ``POST /v1/runs``."""
@@ -150,7 +150,7 @@ class RunService:
             "latency_ms": round(seconds * 1e3, 3),
             "tries": planned.tries,
             "tier": usage.get("tier", self._pipeline.shared.gw.tier),
-            "usd": float(usage.get("usd", 0.0)),
+            "usd_modelled": float(usage.get("usd", 0.0)),
             **{k: v for k, v in usage.items() if k not in ("tier", "usd")},
         }
         return planned, planning
@@ -195,7 +195,7 @@ def _record(result: RunResult, caller: Caller, request: RunRequest, started: flo
         request.text,
         result.planned.planner,
         result.status,
-        usd=result.usd,
+        usd_modelled=result.usd,
         latency_ms=result.seconds * 1e3,
         answer=result.answer.text,
         explain={
@@ -218,8 +218,8 @@ def _compose_json(answer: Answer) -> dict[str, Any] | None:
         "plan": answer.ext.get("plan"),
         "tiers": answer.ext.get("tiers"),
         "latency_ms": m.get("latency_ms"),
-        "usd_modelled": m.get("usd"),
-        "joules_modelled": m.get("joules"),
+        "usd_modelled": m.get("usd_modelled"),
+        "joules_modelled": m.get("joules_modelled"),
     }
 
 
@@ -240,8 +240,8 @@ def step_json(step: StepResult, with_data: bool = True) -> dict[str, Any]:
             "latency_ms": m.get("latency_ms"),
             "bytes_up": m.get("bytes_up"),
             "bytes_down": m.get("bytes_down"),
-            "usd_modelled": m.get("usd"),
-            "joules_modelled": m.get("joules"),
+            "usd_modelled": m.get("usd_modelled"),
+            "joules_modelled": m.get("joules_modelled"),
         }
     out["started_ms"] = round(step.started_s * 1e3, 3)
     out["seconds"] = round(step.seconds, 4)
