@@ -16,10 +16,6 @@ from tierwise.config import parse_spec
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import read_api_key
 
-# A cluster of its own (started and profiled: one to three minutes on a busy 2-core
-# machine) and a thousand-token prompt per plan: over a minute in all.
-pytestmark = pytest.mark.slow
-
 POWER = {"active_watts": 10, "idle_watts": 1, "source": "test fixture"}
 HOT = {"active_watts": 400, "idle_watts": 1, "source": "test fixture: a power-hungry device"}
 # Weigh energy alone: the edge (10 W) beats the device (400 W) unless the policy forbids it.
