@@ -132,4 +132,4 @@ def test_openai_client_errors_carry_our_messages(clients: Callable[..., openai.O
     with pytest.raises(openai.AuthenticationError, match="wrong bearer token"):
         bad.models.list()
     models = client.models.list()
-    assert {m.id for m in models.data} == {"smollm2", "efficientnet-lite0"}
+    assert {m.id for m in models.data} == {"smollm2", "efficientnet-lite0", "minilm"}
