@@ -180,3 +180,5 @@ def test_a_ledger_from_before_runs_gets_the_run_id_and_labelled_cost_columns(
     finally:
         ledger.close()
     Ledger(f"sqlite:///{path}").close()  # opening again changes nothing
+    # and the upgrade left the process's schema as it was: a fresh ledger still opens
+    Ledger(f"sqlite:///{tmp_path / 'fresh.db'}").close()

@@ -92,6 +92,11 @@ def test_independent_branches_run_at_once(gw: httpx.Client, photo_jpeg: bytes) -
     wall = max(hi for _, hi in spans) - min(lo for lo, _ in spans)
     assert wall < sum(hi - lo for lo, hi in spans)
     assert joined["started_ms"] >= max(hi for _, hi in spans) - 1
+    record = gw.get(f"/v1/runs/{run['id']}").json()
+    assert record["status"] == "ok" and record["explain"]["graph"] == graph
+    assert sorted(r["id"] for r in record["records"]) == sorted(
+        s["request_id"] for s in run["steps"]
+    )
 
 
 def test_a_tool_no_model_serves_is_planned_and_reported_not_faked(gw: httpx.Client) -> None:
@@ -108,6 +113,12 @@ def test_a_tool_no_model_serves_is_planned_and_reported_not_faked(gw: httpx.Clie
     assert speech["status"] == "not_served" and speech["error"] == "not served by this cluster"
     assert "output" not in speech and run["status"] == "partial"
     assert any("Text-to-Speech" in m for m in run["missing"])
+    record = gw.get(f"/v1/runs/{run['id']}").json()  # only what ran is on the ledger
+    assert record["status"] == "partial" and record["answer"] == run["answer"]
+    assert run["answered_by"] == "chat"  # something is missing: a chat model says what
+    ran = [summary["request_id"], run["composing"]["request_id"]]
+    assert sorted(r["id"] for r in record["records"]) == sorted(ran)
+    assert record["explain"]["steps"][1]["status"] == "not_served"
 
 
 @pytest.mark.parametrize(

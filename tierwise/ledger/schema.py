@@ -8,7 +8,6 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
-    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -113,9 +112,11 @@ def create_or_upgrade(engine: Engine) -> None:
     metadata.create_all(engine)
     have = {c["name"] for c in inspect(engine).get_columns("requests")}
     if "run_id" not in have:
+        # Plain SQL: an Index object made here would join the `requests` table's metadata
+        # for good, and every later create_all in this process would make it twice.
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE requests ADD COLUMN run_id VARCHAR(40)"))
-        Index("ix_requests_run_id", requests.c.run_id).create(engine, checkfirst=True)
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_requests_run_id ON requests (run_id)"))
     _label_cost_columns(engine)
 
 

@@ -114,12 +114,18 @@ class PlanTable:
         self._has_last, self._lasti = self.last >= 0, np.maximum(self.last, 0)
         self._three_tier = bool(self._has_link2.any())
         self._bytes = self.bytes_up + self.bytes_down
-        # Qualities with unknown ones filled in, once, for the floor's and objective's sums.
-        self.quality_known = ~np.isnan(self.quality)
-        self.quality_or_0 = np.nan_to_num(self.quality, nan=0.0)
-        self.quality_or_neg = np.nan_to_num(self.quality, nan=-1.0)
+        self.set_quality(self.quality)
         self._fixed_s = self.compute_s + self.local_calls * LOCAL_CALL_S
         self._everywhere = np.ones(len(self.plans), dtype=bool)
+
+    def set_quality(self, quality: np.ndarray) -> None:
+        """Each plan's quality (NaN: unknown), and the same with unknown ones filled in, once,
+        for the floor's and the objective's sums. Qualities change only through here, so
+        the filled-in copies cannot go stale (the router's predictions come after build)."""
+        self.quality = quality
+        self.quality_known = ~np.isnan(quality)
+        self.quality_or_0 = np.nan_to_num(quality, nan=0.0)
+        self.quality_or_neg = np.nan_to_num(quality, nan=-1.0)
 
     def predict(self, live: LiveState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latency s, usd, joules) for every plan under ``live``."""

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tierwise.errors import InputError, NoFeasiblePlan, NotFoundError
 from tierwise.gateway.chat.answering import ChatCall
 from tierwise.gateway.chat.quality import RouterQuality
@@ -78,8 +80,8 @@ class ChatPlanning:
         table = build_chat_table(shared.spec, plans, shared.profiles, prompt_tokens, max_tokens)
         if body.model == "auto" and (quality := self.quality.predict(messages)):
             call.pending.notes["router"] = {m: round(q, 4) for m, q in quality.items()}
-            for i, plan in enumerate(table.plans):
-                table.quality[i] = quality.get(plan.model, table.quality[i])
+            pairs = zip(table.plans, table.quality, strict=True)
+            table.set_quality(np.asarray([quality.get(p.model, q) for p, q in pairs], float))
         return ChatPlanInputs(table, max_tokens, prompt_tokens)
 
     def bound(self, inputs: ChatPlanInputs) -> Callable[[Plan, float], float]:
