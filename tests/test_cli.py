@@ -111,6 +111,11 @@ def test_config_validate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 2
     assert "nodes[1].port: Input should be less than or equal to 65535" in result.output
+    unknown = good.output.replace("gateway:\n", "gateway:\n  runs: {planner: oracle}\n", 1)
+    path.write_text(unknown)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 2
+    assert "gateway.runs.planner: unknown planner 'oracle'" in " ".join(result.output.split())
 
 
 def test_bad_files_given_to_commands_are_named_not_traced(tmp_path: Path) -> None:

@@ -17,9 +17,13 @@ config_app = typer.Typer(no_args_is_help=True, help="Check and print cluster spe
 def config_validate(path: Path) -> None:
     """Check a cluster spec and print a summary, or the problems found."""
     from tierwise.config import load_spec
+    from tierwise.gateway.runs.planner_slot import planner_maker
+    from tierwise.orchestrate.catalog import Catalog
 
     try:
         spec = load_spec(path)
+        if spec.gateway is not None:  # what the gateway would refuse at start: say it now
+            planner_maker(spec.gateway.runs, Catalog.default())
     except TierwiseError as exc:
         raise fail(exc) from exc
     console.print(
