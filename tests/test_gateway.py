@@ -305,3 +305,27 @@ def test_with_every_link_down_requests_are_served_locally_and_flagged(
     while gw.get("/healthz").json()["offline"] and time.monotonic() < deadline:
         time.sleep(0.2)  # the gateway's probes notice the links are back
     assert gw.get("/healthz").json()["offline"] is False
+
+
+def test_auto_picks_the_classifier_too_and_names_it(gw: httpx.Client, photo_jpeg: bytes) -> None:
+    """``model=auto`` puts every ImageNet classifier's plans in one table: the answer names
+    the model that ran, and a plan of each model can be pinned by its model-led id."""
+    auto = gw.post("/v1/vision/classify", params={"model": "auto"}, content=photo_jpeg)
+    assert auto.status_code == 200, auto.text
+    body = auto.json()
+    assert body["tierwise"]["plan"].startswith(f"{body['model'].split(':')[0]}:")
+    plans = gw.get("/v1/plans", params={"model": "auto"}).json()["plans"]
+    models = {p["plan"].split(":")[0] for p in plans}
+    assert models == {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
+    pinned = gw.post(
+        "/v1/vision/classify",
+        params={"model": "auto"},
+        content=photo_jpeg,
+        headers={"X-Tierwise-Plan": "efficientnet-lite2:cloud/original"},
+    )
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["model"] == "efficientnet-lite2"
+    assert pinned.json()["tierwise"]["tiers"] == ["cloud"]
+    assert pinned.json()["predictions"][0]["index"] in range(281, 286)  # a cat
+    unknown = gw.post("/v1/vision/classify", params={"model": "lite9"}, content=photo_jpeg)
+    assert unknown.status_code == 404 and "'auto'" in unknown.json()["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import time
@@ -40,6 +41,9 @@ from tierwise.runtime.images import decode_image
 from tierwise.runtime.node_client import PayloadReply
 
 TABLE_REFRESH_S = 1.0
+#: The model name that lets the planner pick the classifier too, among those that share
+#: one label set (and so one measure of accuracy): ``POST /v1/vision/classify?model=auto``.
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,38 @@ class VisionModel:
     labels: Callable[[], list[str]]
 
 
+@dataclass(frozen=True)
+class AutoClassifier:
+    """Every plan of several classifiers in one table, each id led by its model's name
+    (``efficientnet-lite2:cloud/jpeg90``), so the quality floor is judged against the best
+    of them: a request is not answered by a model more than ``max_quality_loss`` below
+    the best one it could have had."""
+
+    name: str
+    members: dict[str, VisionModel]
+    plans: list[Plan]
+
+
+class _Inputs:
+    """One decoded photo, preprocessed once for each model a plan runs it through."""
+
+    def __init__(self, models: dict[str, VisionModel], image: Image.Image) -> None:
+        self._models, self._image = models, image
+        self._done: dict[str, np.ndarray] = {}
+
+    def of(self, plan: Plan) -> np.ndarray:
+        name = plan.profile_model
+        if name not in self._done:
+            self._done[name] = self._models[name].preprocess(self._image)
+        return self._done[name]
+
+
 class VisionService:
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
         self._shared = pipeline.shared
         self.models: dict[str, VisionModel] = {}
+        self.auto: AutoClassifier | None = None
         self._tables: dict[str, tuple[int, float, PlanTable]] = {}
 
     async def discover(self) -> None:
@@ -82,6 +113,26 @@ class VisionService:
             plans += three_tier_plans(spec, name, n, tier)
             plans += self._variant_plans(name, infos)
             self.models[name] = VisionModel(name, n, size, plans, *kind.inputs(model, size))
+        self.auto = self._auto_classifier()
+
+    def _auto_classifier(self) -> AutoClassifier | None:
+        """``auto`` over the classifiers measured on one labelled set, when exactly one
+        set has two or more of them (with two label sets, ``auto`` would be ambiguous)."""
+        groups: dict[str, list[str]] = {}
+        for name in self.models:
+            kind = vision_kind(self._shared.spec.models[name])
+            if kind is not None and kind.labelled_set:
+                groups.setdefault(kind.labelled_set, []).append(name)
+        shared = [names for names in groups.values() if len(names) > 1]
+        if len(shared) != 1:
+            return None
+        members = {name: self.models[name] for name in shared[0]}
+        plans = [
+            dataclasses.replace(p, id=f"{name}:{p.id}")
+            for name, vm in members.items()
+            for p in vm.plans
+        ]
+        return AutoClassifier(AUTO, members, plans)
 
     def _variant_plans(self, base: str, infos: dict[str, dict[str, Any]]) -> list[Plan]:
         """Plans for each variant of ``base`` some node serves; its card seeds its quality."""
@@ -131,24 +182,27 @@ class VisionService:
         pending = Pending.new(caller, "classify", model, policy, options.run_id)
         try:
             vm = self._model(model)
-            x = vm.preprocess(decode_image(image_bytes))
+            inputs = _Inputs(self.models, decode_image(image_bytes))
             executed = await self._pipeline.run(
                 pending,
                 self.table(vm),
                 policy,
                 options.pinned_plan,
-                lambda plan, _: self._run(plan, x, image_bytes),
+                lambda plan, _: self._run(plan, inputs.of(plan), image_bytes),
                 self._bound,
             )
         except TierwiseError as exc:
             await self._shared.recorder.failed(pending, exc)
             raise
+        plan = executed.plan
         logits = np.asarray(executed.result).reshape(-1)
-        ranked = ranked_classes(logits, vm.labels(), top_k)
-        body = {"model": model, "predictions": [p.__dict__ for p in ranked]}
+        ranked = ranked_classes(logits, self.models[plan.profile_model].labels(), top_k)
+        # `auto` names the model that answered; a named model stays as it was asked for
+        answered = plan.model if model == AUTO else model
+        body = {"model": answered, "predictions": [p.__dict__ for p in ranked]}
         return await self._shared.recorder.served(pending, executed, body)
 
-    def table(self, vm: VisionModel) -> PlanTable:
+    def table(self, vm: VisionModel | AutoClassifier) -> PlanTable:
         """The model's plan table, rebuilt at most once a second as profiles learn."""
         profiles, now = self._shared.profiles, time.monotonic()
         cached = self._tables.get(vm.name)
@@ -173,12 +227,13 @@ class VisionService:
         plans = decision.explain(policy, True, live, limit=None)
         return {"model": model, "links": links, "plans": plans}
 
-    def _model(self, name: str) -> VisionModel:
+    def _model(self, name: str) -> VisionModel | AutoClassifier:
+        if name == AUTO and self.auto is not None:
+            return self.auto
         vm = self.models.get(name)
         if vm is None:
-            raise NotFoundError(
-                f"no vision model {name!r}; models: {sorted(self.models)}", param="model"
-            )
+            known = sorted(self.models) + ([AUTO] if self.auto else [])
+            raise NotFoundError(f"no vision model {name!r}; models: {known}", param="model")
         return vm
 
     async def _run(
