@@ -42,20 +42,36 @@ def bench_runtime(config: ConfigOpt = None, out: ResultsOpt = Path("bench/result
 def bench_placement(
     config: ConfigOpt = None,
     out: ResultsOpt = Path("bench/results"),
-    photos: Annotated[int, typer.Option(help="Photos per (bandwidth, plan) cell.")] = 20,
+    data: DataOpt = None,
+    photos: Annotated[int, typer.Option(min=3, help="Photos per (bandwidth, plan) cell.")] = 20,
     steps: Annotated[str | None, typer.Option(help="Comma-separated KB/s steps.")] = None,
     codecs: Annotated[
         list[Path] | None,
         typer.Option(help="Learned EfficientNet-Lite0 codecs to add as plans (repeatable)."),
     ] = None,
+    profile_photos: Annotated[
+        int | None,
+        typer.Option(min=10, help="Photos to measure accuracy on (default: half of them)."),
+    ] = None,
 ) -> None:
-    """Every fixed plan and auto at each bandwidth; regret, step changes, planner cost, LLM $."""
+    """Fixed plans and auto under a fast, an accurate and the default quality floor at each
+    bandwidth, on labelled photos; regret against the best plan meeting each floor, and
+    adaptation where that plan changes."""
     from tierwise.bench.placement import run_placement_bench
 
     rates = [float(s) for s in steps.split(",")] if steps else None
     try:
         spec = spec_or_default(config)
-        run_placement_bench(spec, console, out, photos=photos, steps=rates, codecs=codecs)
+        run_placement_bench(
+            spec,
+            console,
+            out,
+            data_folder(data),
+            photos=photos,
+            steps=rates,
+            codecs=codecs,
+            profile_photos=profile_photos,
+        )
     except TierwiseError as exc:
         raise fail(exc) from exc
 

@@ -94,7 +94,10 @@ class LiveView:
         est = self.links[link]
         before = est.bandwidth
         est.observe(nbytes, seconds, server_s)
-        after = est.bandwidth
+        self._after_sample(link, before)
+
+    def _after_sample(self, link: str, before: float | None) -> None:
+        after = self.links[link].bandwidth
         if not before or not after or abs(after / before - 1) <= SHARP_CHANGE:
             return
         now = self.clock()
@@ -145,7 +148,10 @@ class LiveView:
             client = self.clients[target]
             est.observe_rtt(await client.health_rtt())
             transfer = await client.probe(PROBE_BYTES)
+            before = est.bandwidth
             est.observe(transfer.bytes_up + transfer.bytes_down, transfer.seconds)
+            # a probe that finds the link recovered is news for the other paths too
+            self._after_sample(link_name, before)
             return True
         except UpstreamError:
             est.failure()

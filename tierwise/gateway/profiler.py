@@ -294,10 +294,14 @@ def profile_cluster(
 
 @dataclass(frozen=True)
 class QualityData:
-    """Where the labelled photos are (the shared data folder), and how many to use."""
+    """Where the labelled photos are (the shared data folder), and how many to use.
+
+    ``files`` keeps only the photos of those names: a benchmark measures quality on one
+    part of the photos and serves the others, so nothing it scores was profiled on."""
 
     data: Path
     photos: int | None = None
+    files: frozenset[str] | None = None
 
 
 def profile_quality(
@@ -316,6 +320,8 @@ def profile_quality(
             progress(f"no labelled photos for {name} under {quality.data}: quality unknown")
             continue
         photos = labelled_photos(folder, quality.photos)
+        if quality.files is not None:
+            photos = [p for p in photos if p.file in quality.files]
         model = _staged_model(spec, name)
         load_model_codecs(name, kind.codecs(spec.models[name]))
         codecs = _quality_codecs(spec, name, len(model.stages), name in local)

@@ -1,0 +1,127 @@
+"""The policies `tierwise bench placement` compares, and how its tables are read.
+
+Each policy is a quality floor. A fixed plan *qualifies* under a policy when its measured
+accuracy (profiled on photos the benchmark does not serve) is at or above the floor; the
+best fixed plan at a rate is the qualifying one with the lowest p50 there, and auto's
+regret is measured against that plan only, so auto is never credited for beating a plan
+by answering worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Floors are compared at this tolerance: accuracies are fractions of a few hundred photos.
+EPS = 1e-9
+#: Auto follows a change once its plan is the one it settles on at the new rate.
+FOLLOW_TARGET = 3
+REGRET_TARGET = 0.10
+
+
+@dataclass(frozen=True)
+class BenchPolicy:
+    name: str
+    #: the X-Tierwise-Policy header auto is sent with; None: the gateway's default policy
+    header: str | None
+    #: the floor fixed plans are held to; None: the floor the gateway reports per request
+    min_quality: float | None
+    why: str
+
+
+def bench_policies(accuracy: dict[str, float]) -> list[BenchPolicy]:
+    """``fast``: no plan below the least accurate whole model; ``accurate``: within one
+    point of the most accurate; ``default``: the gateway's own floor (one point below the
+    best plan the request could use, codecs included)."""
+    low_model = min(accuracy, key=lambda m: accuracy[m])
+    top_model = max(accuracy, key=lambda m: accuracy[m])
+    low, top = accuracy[low_model], accuracy[top_model] - 0.01
+    return [
+        BenchPolicy(
+            "fast",
+            f"quality=any; min_quality={low:.4f}",
+            low,
+            f"accuracy ≥ {low:.1%}, the least accurate whole model's ({low_model})",
+        ),
+        BenchPolicy(
+            "accurate",
+            f"quality=any; min_quality={top:.4f}",
+            top,
+            f"accuracy ≥ {top:.1%}, one point below the most accurate model ({top_model}, "
+            f"{accuracy[top_model]:.1%})",
+        ),
+        BenchPolicy(
+            "default",
+            None,
+            None,
+            "the gateway's default floor: one point below the best plan the request could use",
+        ),
+    ]
+
+
+def auto_cell(policy: BenchPolicy) -> str:
+    return f"auto:{policy.name}"
+
+
+def floor_of(policy: BenchPolicy, step: dict[str, Any]) -> float | None:
+    """The floor fixed plans are held to at this step (the default's, as auto was told)."""
+    if policy.min_quality is not None:
+        return policy.min_quality
+    floors = step["plans"][auto_cell(policy)]["floors"]
+    return min(floors) if floors else None
+
+
+def qualifying(
+    policy: BenchPolicy, step: dict[str, Any], fixed: list[str], quality: dict[str, float | None]
+) -> list[str]:
+    floor = floor_of(policy, step)
+    return [
+        p
+        for p in fixed
+        if floor is None or ((q := quality.get(p)) is not None and q >= floor - EPS)
+    ]
+
+
+def judge_step(
+    policy: BenchPolicy, step: dict[str, Any], fixed: list[str], quality: dict[str, float | None]
+) -> dict[str, Any]:
+    """The best qualifying fixed plan at this step and auto's regret against it."""
+    plans = step["plans"]
+    ok = qualifying(policy, step, fixed, quality)
+    auto = plans[auto_cell(policy)]
+    if not ok:
+        return {"floor": floor_of(policy, step), "qualifying": [], "best": None, "regret": None}
+    best = min(ok, key=lambda p: plans[p]["p50_ms"])
+    return {
+        "floor": floor_of(policy, step),
+        "qualifying": ok,
+        "best": best,
+        "best_p50_ms": plans[best]["p50_ms"],
+        "auto_p50_ms": auto["p50_ms"],
+        "regret": auto["p50_ms"] / plans[best]["p50_ms"] - 1,
+        "auto_plans": auto["plans_used"],
+    }
+
+
+def best_plan_changes(
+    judged: list[dict[str, Any]], rates: list[float]
+) -> list[tuple[float, float]]:
+    """Consecutive rates between which the best qualifying fixed plan changes."""
+    return [
+        (rates[i - 1], rates[i])
+        for i in range(1, len(rates))
+        if judged[i]["best"] is not None
+        and judged[i - 1]["best"] is not None
+        and judged[i]["best"] != judged[i - 1]["best"]
+    ]
+
+
+def settled_plan(cell: dict[str, Any]) -> str:
+    """The plan auto chose most often at a rate, once it had seen the link."""
+    used: dict[str, int] = cell["plans_used"]
+    return max(used, key=lambda p: used[p])
+
+
+def requests_to_follow(after: list[str], target: str) -> int | None:
+    """1-based index of the first request after a change that ran ``target``."""
+    return next((i + 1 for i, plan in enumerate(after) if plan == target), None)
