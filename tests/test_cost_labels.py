@@ -91,11 +91,11 @@ def test_reports_and_metrics_say_which() -> None:
 
 
 def test_cli_and_bench_tables_say_which() -> None:
-    from tierwise.bench import optimize, placement
+    from tierwise.bench import optimize, placement_report
     from tierwise.cli.ledger import _report_table
 
     report = build_report([])
     table = _report_table("t", {"all": report.total})
     headers = [str(c.header) for c in table.columns]
-    for headers_of in (headers, placement._HEADERS, optimize._HEADERS):
+    for headers_of in (headers, placement_report.PLAN_HEADERS, optimize._HEADERS):
         assert not [h for h in headers_of if is_cost(h) and not names_its_kind(h)], headers_of

@@ -196,7 +196,7 @@ def _panel(ax: Any, data: dict[str, Any], policy: str, rates: list[float]) -> No
     ax.plot(rates, [a["p50_ms"] for a in auto], color="black", linewidth=2.5, label="auto")
     for rate, cell in zip(rates, auto, strict=True):
         ax.annotate(
-            pol.settled_plan(cell).split(":", 1)[1][:24],
+            pol.settled_plan(cell).removeprefix("efficientnet-")[:30],
             (rate, cell["p50_ms"]),
             fontsize=6,
             rotation=30,

@@ -1,8 +1,9 @@
 """`tierwise bench planner`: what one planning decision costs over the full plan set.
 
-Pure CPU and no cluster: the default spec's EfficientNet-Lite0 plans (local, input
-codecs, `original`, every split × feature codec, and every three-tier pair of splits ×
-codec pair), costed from fixed, plausible profiles with measured accuracies, so the
+Pure CPU and no cluster: the plans of a ``model=auto`` classify request on the default
+spec: EfficientNet-Lite0's (local, input codecs, `original`, every split × feature codec,
+and every three-tier pair of splits × codec pair) and the larger Lites' offloads, costed
+from fixed, plausible profiles with measured accuracies, so the
 quality floor and the objective's quality term run as they do live. Each round draws new
 link bandwidths and times one :func:`~tierwise.placement.planner.decide`. The machine's
 load average is recorded beside the numbers: on a shared machine, p99 is the other jobs'.
@@ -10,6 +11,7 @@ load average is recorded beside the numbers: on a shared machine, p99 is the oth
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import statistics
@@ -36,14 +38,44 @@ CODEC_RATIO = {"raw": 1, "fp16": 2, "q8": 4, "q4": 8}
 TARGET_P99_US = 100.0
 
 
+#: The larger Lites a ``model=auto`` request may also use, each's compute relative to Lite0
+#: (measured on this project's machines: 28, 46 and 63 ms a photo) and its accuracy.
+LARGER = {"efficientnet-lite1": (1.6, 0.868), "efficientnet-lite2": (2.2, 0.856)}
+
+
 def plan_table(spec: ClusterSpec) -> PlanTable:
+    """The plans of a ``model=auto`` classify request: every Lite0 plan (three-tier
+    included) and the larger Lites' wherever the spec hosts them, ids led by the model."""
     plans = vision_plans(spec, MODEL, STAGES, "device") + three_tier_plans(
         spec, MODEL, STAGES, "device"
     )
+    for model in LARGER:
+        plans += vision_plans(spec, model, STAGES, "device")
+    plans = [dataclasses.replace(p, id=f"{p.model}:{p.id}") for p in plans]
     return build_vision_table(spec, plans, _profiles())
 
 
 def _profiles() -> Profiles:
+    p = _lite0_profiles()
+    _add_larger(p)
+    return p
+
+
+def _add_larger(p: Profiles) -> None:
+    for model, (factor, accuracy) in LARGER.items():
+        for node in ("edge", "cloud"):
+            for i, ms in enumerate(STAGE_MS):
+                p.set(node, model, stage_metric(i), ms * factor)
+        p.set(ANY_NODE, model, "out:bytes", 4100.0)
+        p.set(ANY_NODE, model, "model:accuracy", accuracy)
+        p.set(ANY_NODE, model, codec_metric(ORIGINAL, 0, "bytes"), 60_000.0)
+        for codec, size in (("jpeg90", 24_000.0), ("png", 120_000.0)):
+            for what, value in (("bytes", size), ("ms", 1.0), ("agreement", 0.97)):
+                p.set(ANY_NODE, model, codec_metric(codec, 0, what), value)
+            p.set(ANY_NODE, model, codec_metric(codec, 0, "accuracy"), accuracy - 0.01)
+
+
+def _lite0_profiles() -> Profiles:
     p = Profiles()
     for node, factor in (("device", 4.0), ("edge", 1.0), ("cloud", 0.5)):
         for i, ms in enumerate(STAGE_MS):
@@ -128,7 +160,8 @@ def _markdown(data: dict[str, Any]) -> str:
         f"{env['when']}, {env['cpus']} CPUs, 1-minute load average "
         f"{data['load_average_1m']:.1f} while measuring (pure CPU: on a shared machine the "
         "tail is partly the other jobs'). Produced by `tierwise bench planner`: "
-        f"{data['plans']} EfficientNet-Lite0 plans on the default spec "
+        f"{data['plans']} plans of a `model=auto` classify request on the default spec "
+        "(every EfficientNet-Lite0 plan, and Lite1's and Lite2's offloads) "
         f"({data['three_tier_plans']} of them three-tier), {data['rounds']} decisions each, "
         f"new link bandwidths every decision. Target: p99 ≤ {TARGET_P99_US:g} µs.",
         "",
