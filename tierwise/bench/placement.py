@@ -3,8 +3,9 @@
 On the embedded three-tier cluster (device EMULATED 4x slower than the edge), with real
 photos and EfficientNet-Lite0, at each bandwidth step of the device's links it runs every
 fixed plan (device only, edge only, cloud only, each split point to the edge with q8
-features, each learned codec given with ``--codecs`` at its split point, and each
-variant `tierwise optimize` left in the spec's ``variants_dir``, run on the device) and
+features, each learned codec given with ``--codecs`` or found in the spec's
+``codecs_dir`` at its split point, and each variant `tierwise optimize` or `tierwise
+assets` left in the spec's ``variants_dir``, run on the device) and
 ``auto`` (the planner), all through the same gateway, side by side. Then:
 
 - a step change mid-run, both ways, counting requests until ``auto`` switches;
@@ -330,18 +331,20 @@ def variant_fixed_plans(spec: ClusterSpec) -> list[str]:
 
 
 def with_learned_codecs(spec: ClusterSpec, files: list[Path]) -> tuple[ClusterSpec, list[str]]:
-    """The spec with ``files`` added to the model's codecs, and a fixed plan for each."""
+    """The spec with ``files`` added to the model's codecs, and a fixed plan for each of
+    its codecs (those and the ones found in ``codecs_dir``)."""
     from tierwise.codecs.codec_file import read_header
+    from tierwise.codecs.found import model_codecs
 
     headers = [read_header(path) for path in files]
     for path, header in zip(files, headers, strict=True):
         if header.model != MODEL:
             raise InputError(f"{path}: trained for {header.model}, this bench runs {MODEL}")
-    if not files:
-        return spec, []
-    model = spec.models[MODEL].model_copy(update={"codecs": list(files)})
-    updated = spec.model_copy(update={"models": {**spec.models, MODEL: model}})
-    return updated, [f"split@{h.split}/edge/{h.name}" for h in headers]
+    if files:
+        model = spec.models[MODEL].model_copy(update={"codecs": list(files)})
+        spec = spec.model_copy(update={"models": {**spec.models, MODEL: model}})
+    every = [read_header(path) for path in model_codecs(spec, MODEL)]
+    return spec, [f"split@{h.split}/edge/{h.name}" for h in every]
 
 
 def _step_changes(
