@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from tierwise.cli.common import console, fail, phase_progress
@@ -33,10 +34,16 @@ def assets(
     console.print(_table(made))
     for asset in made:
         console.print(f"{asset.name}: {asset.path}; measured on {asset.measured_on or '?'}")
+        if asset.agreement is not None and asset.agreement < 0.9:
+            # the planner reads this number: a policy's min_quality above it skips the asset
+            console.print(
+                f"[yellow]note: {asset.name} disagrees with the unoptimized model on "
+                f"{1 - asset.agreement:.0%} of those photos; plans with it carry that quality[/]"
+            )
 
 
 def _table(made: list[Asset]) -> Table:
-    table = Table(title="assets")
+    table = Table(title="assets", box=box.SIMPLE_HEAD)
     table.add_column("made", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for column in ("size", "time", "agreement", "card"):

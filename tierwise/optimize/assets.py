@@ -123,7 +123,7 @@ def _variant_found(
         return None
     agreement = card.measured.get("agreement")
     params = card.measured.get("params")
-    about = "" if params is None else f"{params / 1e6:.2f} M params"
+    about = "" if params is None else f"{params / 1e6:.1f}M params"
     name = f"{MODEL}:{VARIANT_NAME}"
     size = size_on_disk(folder)
     return Asset("variant", name, folder, status, size, seconds, agreement, card.measured_on, about)
