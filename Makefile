@@ -7,10 +7,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tierwise-installed
 
-.PHONY: demo test test-slow test-all lint install clean
+.PHONY: demo assets test test-slow test-all lint install clean
 
+# The fitted codec and int8 variant split inference uses, if missing (about a minute
+# the first time; see `tierwise assets --help`). Tests do not need them.
 demo: $(STAMP)
+	$(BIN)/tierwise assets
 	$(BIN)/tierwise demo
+
+assets: $(STAMP)
+	$(BIN)/tierwise assets
 
 test: $(STAMP)
 	$(BIN)/ruff check tierwise tests

@@ -48,8 +48,13 @@ class RunningCluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    # Hermetic: no variants a developer made with `tierwise optimize` join the session.
-    spec = default_spec().with_free_ports().model_copy(update={"variants_dir": None})
+    # Hermetic: no variants or codecs a developer made (`tierwise optimize`, `compress`,
+    # `assets`) join the session.
+    spec = (
+        default_spec()
+        .with_free_ports()
+        .model_copy(update={"variants_dir": None, "codecs_dir": None})
+    )
     local = LocalCluster(spec, tmp_path_factory.mktemp("cluster"))
     state = local.start()
     try:
@@ -108,6 +113,7 @@ def small_spec(**node_overrides: object) -> ClusterSpec:
     data = {
         "name": "small",
         "variants_dir": None,  # hermetic: no developer-made variants
+        "codecs_dir": None,  # nor codecs
         "models": {"efficientnet-lite0": {"kind": "efficientnet-lite", "variant": "lite0"}},
         "nodes": [
             {

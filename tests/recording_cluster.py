@@ -58,6 +58,7 @@ def _spec(echo_url: str) -> dict[str, Any]:
     return {
         "name": "privacy",
         "variants_dir": None,  # hermetic: no developer-made variants
+        "codecs_dir": None,  # nor codecs
         "models": {
             "smollm2": {
                 "kind": "llama-cpp",

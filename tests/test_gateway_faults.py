@@ -27,6 +27,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         {
             "name": "faults",
             "variants_dir": None,  # hermetic: no developer-made variants
+            "codecs_dir": None,  # nor codecs
             "models": SMALL_MODELS,
             "nodes": [
                 {

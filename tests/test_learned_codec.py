@@ -174,6 +174,7 @@ def _cifar_spec(net: Path, codecs: list[Path]) -> dict[str, object]:
     return {
         "name": "learned-codecs",
         "variants_dir": None,  # hermetic: no developer-made variants
+        "codecs_dir": None,  # nor codecs
         "models": {"cifar-tiny": model},
         "prices": {},
         "nodes": [
@@ -289,7 +290,8 @@ def test_the_placement_bench_adds_learned_codecs_as_fixed_plans(
     header = {"name": "lite-ib", "model": "efficientnet-lite0", "split": 5}
     path = tmp_path / "lite-ib.npz"
     save_codec(BottleneckNet(320, 4, 8, 1), {**header, "input_shape": [320, 7, 7]}, path)
-    spec, plans = with_learned_codecs(default_spec(), [path])
+    hermetic = default_spec().model_copy(update={"codecs_dir": None})
+    spec, plans = with_learned_codecs(hermetic, [path])
     assert plans == ["split@5/edge/lite-ib"]
     assert getattr(spec.models["efficientnet-lite0"], "codecs", None) == [path]
     with pytest.raises(InputError, match="trained for cifar-tiny"):

@@ -232,6 +232,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         {
             "name": "runs",
             "variants_dir": None,
+            "codecs_dir": None,
             "models": SMALL_MODELS,
             "nodes": [
                 {

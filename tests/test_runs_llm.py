@@ -32,6 +32,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         {
             "name": "llm-runs",
             "variants_dir": None,
+            "codecs_dir": None,
             "models": SMALL_MODELS,
             "nodes": [
                 {"name": "device", "tier": "device", "models": list(SMALL_MODELS), "power": HOT},

@@ -113,6 +113,7 @@ def _spec(ledger: Path) -> dict[str, object]:
     return {
         "name": "three-tier",
         "variants_dir": None,  # hermetic: no developer-made variants
+        "codecs_dir": None,  # nor codecs
         "models": {MODEL: {"kind": "efficientnet-lite", "variant": "lite0"}},
         "nodes": nodes,
         "links": [

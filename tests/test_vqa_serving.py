@@ -33,6 +33,7 @@ def vqa_cluster(net_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         {
             "name": "vqa",
             "variants_dir": None,
+            "codecs_dir": None,
             "models": {"vqa-net": {"kind": "vqa-net", "path": str(net_path)}},
             "nodes": [
                 {"name": "device", "tier": "device", "models": ["vqa-net"], "power": POWER},

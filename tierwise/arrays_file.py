@@ -8,6 +8,7 @@ to a temporary file first, so a crash never leaves half a file.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,11 +31,16 @@ def read_arrays(path: Path, fmt: str, missing: str) -> tuple[dict[str, np.ndarra
     """The arrays and header of ``path``; ``missing`` is the hint when it does not exist."""
     if not path.is_file():
         raise InputError(f"no file at {path}; {missing}")
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        if meta.get("format") != fmt:
-            raise InputError(f"{path}: format {meta.get('format')!r}, expected {fmt!r}")
-        return {k: z[k].copy() for k in z.files if k != "meta"}, meta
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            found = meta.get("format") if isinstance(meta, dict) else None
+            if found != fmt:
+                raise InputError(f"{path}: format {found!r}, expected {fmt!r}")
+            return {k: z[k].copy() for k in z.files if k != "meta"}, meta
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        # a truncated or foreign file: numpy's own errors would not say which file
+        raise InputError(f"{path}: not a readable {fmt} file ({exc})") from exc
 
 
 def read_format(path: Path) -> str | None:

@@ -362,6 +362,9 @@ class ClusterSpec(_Strict):
     #: where `tierwise optimize` writes variants; each node that hosts a vision model
     #: also serves that model's variants found here (null: none)
     variants_dir: Path | None = Path("models/variants")
+    #: where `tierwise compress` and `tierwise assets` write codecs; every codec file here
+    #: made for a model of this spec is one of that model's codecs (null: none)
+    codecs_dir: Path | None = Path("models/codecs")
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:

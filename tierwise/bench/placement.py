@@ -220,7 +220,7 @@ def run_placement_bench(
     profile_photos: int | None = None,
 ) -> dict[str, Any]:
     steps = steps or [float(s) for s in STEPS_KBPS]
-    spec, _ = with_learned_codecs(spec, codecs or [])
+    spec, learned = with_learned_codecs(spec, codecs or [])
     _require_models(spec)
     folder = find_labelled(data)
     if folder is None:
@@ -239,7 +239,8 @@ def run_placement_bench(
             state = cluster.start()
         bench = _Bench(state, cluster.token, uploads)
         try:
-            data_out = _measure(bench, console, steps, policies, photos)
+            extra = [f"{L0}:{plan}" for plan in learned]
+            data_out = _measure(bench, console, steps, policies, photos, extra)
         finally:
             bench.close()
             cluster.stop()
@@ -266,9 +267,11 @@ def _measure(
     steps: list[float],
     policies: list[pol.BenchPolicy],
     photos: int,
+    learned: list[str],
 ) -> dict[str, Any]:
     quality = bench.plan_quality()
-    fixed = [p for p in FIXED_PLANS if p in quality]
+    wanted = FIXED_PLANS + [p for p in learned if p not in FIXED_PLANS]
+    fixed = [p for p in wanted if p in quality]
     results = []
     for i, kbps in enumerate(steps):
         part = [bench.photos[(i * photos + j) % len(bench.photos)] for j in range(photos)]
@@ -330,15 +333,17 @@ def _chat_models(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def with_learned_codecs(spec: ClusterSpec, files: list[Path]) -> tuple[ClusterSpec, list[str]]:
-    """The spec with ``files`` added to Lite0's codecs, and a fixed plan for each."""
+    """The spec with ``files`` added to Lite0's codecs, and a fixed plan for each of its
+    codecs (those and the ones found in ``codecs_dir``)."""
     from tierwise.codecs.codec_file import read_header
+    from tierwise.codecs.found import model_codecs
 
     headers = [read_header(path) for path in files]
     for path, header in zip(files, headers, strict=True):
         if header.model != L0:
             raise InputError(f"{path}: trained for {header.model}, this bench runs {L0}")
-    if not files:
-        return spec, []
-    model = spec.models[L0].model_copy(update={"codecs": list(files)})
-    updated = spec.model_copy(update={"models": {**spec.models, L0: model}})
-    return updated, [f"split@{h.split}/edge/{h.name}" for h in headers]
+    if files:
+        model = spec.models[L0].model_copy(update={"codecs": list(files)})
+        spec = spec.model_copy(update={"models": {**spec.models, L0: model}})
+    every = [read_header(path) for path in model_codecs(spec, L0)]
+    return spec, [f"split@{h.split}/edge/{h.name}" for h in every]

@@ -12,6 +12,7 @@ import typer
 
 from tierwise.cli import (
     ask,
+    assets,
     bench,
     cascade,
     cluster,
@@ -43,6 +44,7 @@ for command in (
     ledger.explain,
     profile.profile,
     optimize.optimize,
+    assets.assets,
 ):
     app.command()(command)
 

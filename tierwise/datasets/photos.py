@@ -57,6 +57,34 @@ def photo_set(count: int | None = None) -> list[tuple[str, Image.Image]]:
     return variants if count is None else variants[:count]
 
 
+def photo_split(
+    every: int = 4,
+) -> tuple[list[tuple[str, Image.Image]], list[tuple[str, Image.Image]]]:
+    """:func:`photo_set` split in two by original photo: every ``every``-th original is
+    held out with its mirrored and cropped views, so nothing fitted or calibrated on the
+    first part has seen any view of a held-out photo."""
+    count = len(originals())
+    fit: list[tuple[str, Image.Image]] = []
+    held: list[tuple[str, Image.Image]] = []
+    for i, named in enumerate(photo_set()):
+        (held if i % count % every == every - 1 else fit).append(named)
+    return fit, held
+
+
+def more_views(photos: list[tuple[str, Image.Image]]) -> list[tuple[str, Image.Image]]:
+    """Five more crops of each photo (four corners and the centre, at 3/4 of each side):
+    fitting a codec's code tables needs more examples than the photos alone give."""
+    views = []
+    for name, image in photos:
+        w, h = image.size
+        cw, ch = w * 3 // 4, h * 3 // 4
+        corners = {"nw": (0, 0), "ne": (w - cw, 0), "sw": (0, h - ch), "se": (w - cw, h - ch)}
+        corners["c"] = ((w - cw) // 2, (h - ch) // 2)
+        for where, (x, y) in corners.items():
+            views.append((f"{name}-{where}", image.crop((x, y, x + cw, y + ch))))
+    return views
+
+
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)

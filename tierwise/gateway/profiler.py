@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tierwise.codecs.codec_file import read_header
+from tierwise.codecs.found import model_codecs
 from tierwise.codecs.registry import get_codec
 from tierwise.config import ClusterSpec
 from tierwise.datasets.imagenet_samples import find as find_labelled
@@ -323,7 +324,7 @@ def profile_quality(
         if quality.files is not None:
             photos = [p for p in photos if p.file in quality.files]
         model = _staged_model(spec, name)
-        load_model_codecs(name, kind.codecs(spec.models[name]))
+        load_model_codecs(spec, name)
         codecs = _quality_codecs(spec, name, len(model.stages), name in local)
         profile_accuracy(model, photos, profiles, codecs)
         progress(f"measured the accuracy of {name}'s plans on {len(photos)} labelled photos")
@@ -345,9 +346,7 @@ def _quality_codecs(
         return codecs
     for split in range(1, n_stages):
         codecs[split] = DEFAULT_FEATURE_CODECS
-    kind = vision_kind(spec.models[name])
-    assert kind is not None
-    for path in kind.codecs(spec.models[name]):
+    for path in model_codecs(spec, name):
         header = read_header(path)
         codecs[header.split] = (*codecs.get(header.split, ()), header.name)
     return codecs

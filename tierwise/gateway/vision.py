@@ -9,7 +9,6 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tierwise.codecs import wire
 from tierwise.codecs.codec_file import read_header
+from tierwise.codecs.found import codec_field, model_codecs
 from tierwise.codecs.registry import decode_message, get_codec
 from tierwise.errors import ConfigError, InputError, NotFoundError, TierwiseError, UpstreamError
 from tierwise.gateway.keys import Caller
@@ -102,7 +102,7 @@ class VisionService:
             kind = vision_kind(model)
             if kind is None:
                 continue
-            learned = self._learned_codecs(name, kind.codecs(model))
+            learned = self._learned_codecs(name)
             entry = next(
                 (m for info in infos.values() for m in info["models"] if m["name"] == name), None
             )
@@ -154,14 +154,15 @@ class VisionService:
             plans += variant_plans(self._shared.spec, base, variant, hosts[variant], n, tier)
         return plans
 
-    def _learned_codecs(self, name: str, codecs: list[Path]) -> dict[int, tuple[str, ...]]:
+    def _learned_codecs(self, name: str) -> dict[int, tuple[str, ...]]:
         """The model's trained codecs by split; their cards seed what the planner knows."""
+        spec = self._shared.spec
         by_split: dict[int, tuple[str, ...]] = {}
-        for i, path in enumerate(codecs):
+        for i, path in enumerate(model_codecs(spec, name)):
             try:
                 header = read_header(path)
             except InputError as exc:
-                raise ConfigError(f"models.{name}.codecs[{i}]: {exc}") from exc
+                raise ConfigError(f"{codec_field(spec, name, i)}: {exc}") from exc
             by_split[header.split] = (*by_split.get(header.split, ()), header.name)
             measured = {
                 "bytes": header.measured("wire_bytes"),

@@ -45,6 +45,8 @@ class VariantCard:
     stages: list[StageFile]
     steps: list[dict[str, Any]] = field(default_factory=list)
     measured: dict[str, float] = field(default_factory=dict)
+    #: what ``measured`` (its unprefixed keys) was measured on
+    measured_on: str = ""
 
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
@@ -115,6 +117,7 @@ def read_card(folder: Path) -> VariantCard:
             stages=stages,
             steps=list(body.get("steps") or []),
             measured={k: float(v) for k, v in (body.get("measured") or {}).items()},
+            measured_on=str(body.get("measured_on") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: variant card is missing or has a bad field ({exc})") from exc

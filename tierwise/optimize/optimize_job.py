@@ -134,7 +134,14 @@ def run_optimize(
     measured["params"] = float(sum(s.params for s in stages))
     measured["seconds_to_make"] = round(time.perf_counter() - started, 1)
     card = VariantCard(
-        options.name, source.name, source.input_kind, source.image_size, stages, steps, measured
+        options.name,
+        source.name,
+        source.input_kind,
+        source.image_size,
+        stages,
+        steps,
+        measured,
+        measured_on=held_out[0].name,
     )
     folder = write_variant(out, card, graphs)
     return Outcome(folder, card)
