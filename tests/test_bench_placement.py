@@ -12,7 +12,9 @@ from tierwise.bench import placement_policies as pol
 from tierwise.bench.placement_report import floor_check, markdown, plot
 
 ACCURACY = {"efficientnet-lite0": 0.88, "efficientnet-lite1": 0.868, "efficientnet-lite2": 0.856}
-FAST, ACCURATE, DEFAULT = pol.bench_policies(ACCURACY)
+FAST, ACCURATE, BEST, DEFAULT = pol.bench_policies(
+    ACCURACY, "efficientnet-lite0", "efficientnet-lite2"
+)
 QUALITY: dict[str, float | None] = {"int8": 0.80, "edge": 0.879, "local": 0.88, "cloud": 0.856}
 FIXED = list(QUALITY)
 
@@ -42,36 +44,48 @@ def _step(kbps: float, p50: dict[str, float], auto: dict[str, tuple[float, str]]
 FAST_LINK = _step(
     2000,
     {"int8": 30, "edge": 80, "local": 150, "cloud": 140},
-    {"fast": (82, "edge"), "accurate": (81, "edge"), "default": (84, "edge")},
+    {
+        "fast": (150, "local"),
+        "accurate": (82, "edge"),
+        "best-1pt": (81, "edge"),
+        "default": (84, "edge"),
+    },
 )
 SLOW_LINK = _step(
     50,
     {"int8": 30, "edge": 600, "local": 150, "cloud": 700},
-    {"fast": (152, "local"), "accurate": (155, "local"), "default": (160, "local")},
+    {
+        "fast": (152, "local"),
+        "accurate": (155, "local"),
+        "best-1pt": (155, "local"),
+        "default": (160, "local"),
+    },
 )
 
 
 def test_policies_take_their_floors_from_the_measured_models() -> None:
-    assert FAST.min_quality == pytest.approx(0.856)  # the least accurate whole model
-    assert ACCURATE.min_quality == pytest.approx(0.87)  # a point below the most accurate
+    assert FAST.min_quality == pytest.approx(0.88)  # the device model whole
+    assert ACCURATE.min_quality == pytest.approx(0.846)  # a point below the cloud model
+    assert BEST.min_quality == pytest.approx(0.87)  # a point below the most accurate
     assert DEFAULT.header is None and DEFAULT.min_quality is None
-    assert "min_quality=0.8700" in (ACCURATE.header or "")
+    assert "min_quality=0.8700" in (BEST.header or "")
 
 
 def test_the_best_fixed_plan_is_the_fastest_that_meets_the_floor() -> None:
     """int8 is the fastest plan at both rates but misses every floor: it never counts."""
-    judged = pol.judge_step(ACCURATE, FAST_LINK, FIXED, QUALITY)
+    judged = pol.judge_step(BEST, FAST_LINK, FIXED, QUALITY)
     assert judged["qualifying"] == ["edge", "local"]
     assert judged["best"] == "edge" and judged["regret"] == pytest.approx(81 / 80 - 1)
-    assert pol.judge_step(FAST, FAST_LINK, FIXED, QUALITY)["qualifying"] == FIXED[1:]
+    assert pol.judge_step(ACCURATE, FAST_LINK, FIXED, QUALITY)["qualifying"] == FIXED[1:]
+    assert pol.judge_step(FAST, FAST_LINK, FIXED, QUALITY)["qualifying"] == ["local"]
     # the default floor is the one the gateway reported to auto (0.87 here)
     assert pol.judge_step(DEFAULT, SLOW_LINK, FIXED, QUALITY)["best"] == "local"
 
 
 def test_adaptation_is_measured_only_where_the_best_plan_changes() -> None:
-    judged = [pol.judge_step(ACCURATE, s, FIXED, QUALITY) for s in (FAST_LINK, SLOW_LINK)]
+    judged = [pol.judge_step(BEST, s, FIXED, QUALITY) for s in (FAST_LINK, SLOW_LINK)]
     assert pol.best_plan_changes(judged, [2000, 50]) == [(2000, 50)]
-    same = [pol.judge_step(ACCURATE, s, FIXED, QUALITY) for s in (SLOW_LINK, SLOW_LINK)]
+    same = [pol.judge_step(BEST, s, FIXED, QUALITY) for s in (SLOW_LINK, SLOW_LINK)]
     assert pol.best_plan_changes(same, [50, 50]) == []
     assert pol.requests_to_follow(["edge", "edge", "local", "local"], "local") == 3
     assert pol.requests_to_follow(["edge"], "local") is None
@@ -79,7 +93,7 @@ def test_adaptation_is_measured_only_where_the_best_plan_changes() -> None:
 
 def _data() -> dict[str, Any]:
     steps = [FAST_LINK, SLOW_LINK]
-    policies = [FAST, ACCURATE, DEFAULT]
+    policies = [FAST, ACCURATE, BEST, DEFAULT]
     judged = {p.name: [pol.judge_step(p, s, FIXED, QUALITY) for s in steps] for p in policies}
     return {
         "environment": {"when": "now", "cpus": 2},

@@ -233,7 +233,7 @@ def run_placement_bench(
     spec = spec.with_free_ports()
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
         accuracy = _measure_quality(spec, data, profiled, Path(tmp), console)
-        policies = pol.bench_policies(accuracy)
+        policies = pol.bench_policies(accuracy, L0, L2)
         cluster = LocalCluster(spec, Path(tmp))
         with console.status("starting the cluster and its gateway (first start profiles)..."):
             state = cluster.start()

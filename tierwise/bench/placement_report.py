@@ -172,14 +172,17 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     policies = [p["name"] for p in data["policies"]]
-    fig, axes = plt.subplots(1, len(policies), figsize=(6 * len(policies), 5.5), sharey=True)
+    cols = min(2, len(policies))
+    rows = -(-len(policies) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(7 * cols, 4.8 * rows + 1.5), sharey=True)
+    axes = list(getattr(grid, "ravel", lambda: [grid])())
     rates = [s["kbps"] for s in data["steps"]]
-    for ax, policy in zip(axes, policies, strict=True):
+    for ax, policy in zip(axes, policies, strict=False):
         _panel(ax, data, policy, rates)
-    axes[0].set_ylabel("p50 latency, ms (measured)")
+        ax.set_ylabel("p50 latency, ms (measured)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 1.4 / (4.8 * rows + 1.5), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
