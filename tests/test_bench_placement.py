@@ -87,8 +87,13 @@ def test_adaptation_is_measured_only_where_the_best_plan_changes() -> None:
     assert pol.best_plan_changes(judged, [2000, 50]) == [(2000, 50)]
     same = [pol.judge_step(BEST, s, FIXED, QUALITY) for s in (SLOW_LINK, SLOW_LINK)]
     assert pol.best_plan_changes(same, [50, 50]) == []
-    assert pol.requests_to_follow(["edge", "edge", "local", "local"], "local") == 3
-    assert pol.requests_to_follow(["edge"], "local") is None
+    assert pol.requests_to_follow(["edge", "edge", "local", "local"], ["local"]) == 3
+    assert pol.requests_to_follow(["edge"], ["local"]) is None
+    # at 50 KB/s only the local plan is within 10% of the best qualifying one
+    assert pol.good_enough(judged[1], SLOW_LINK) == ["local"]
+    three = [*judged[:1], pol.judge_step(BEST, SLOW_LINK, FIXED, QUALITY), judged[1]]
+    # the first neighbouring change, and the widest pair when it differs and is not it
+    assert pol.best_plan_changes(three, [2000, 500, 50]) == [(2000, 500), (2000, 50)]
 
 
 def _data() -> dict[str, Any]:

@@ -179,9 +179,10 @@ class _Bench:
         return {"kbps": kbps, "plans": {name: c.summary() for name, c in cells.items()}}
 
     def step_change(
-        self, before: float, after: float, policy: pol.BenchPolicy, target: str
+        self, before: float, after: float, policy: pol.BenchPolicy, targets: list[str]
     ) -> dict[str, Any]:
-        """Requests after a link change until auto runs ``target``, its settled plan there."""
+        """Requests after a link change until auto runs one of ``targets``: a plan within
+        the regret target of the best qualifying one at the new rate, or its settled one."""
         self.set_bandwidth(before)
         first = [self._auto(i, policy) for i in range(CHANGE_BEFORE)]
         self.set_bandwidth(after)
@@ -190,10 +191,10 @@ class _Bench:
             "policy": policy.name,
             "from_kbps": before,
             "to_kbps": after,
-            "target": target,
+            "targets": targets,
             "plans_before": first,
             "plans_after": then,
-            "requests_to_follow": pol.requests_to_follow(then, target),
+            "requests_to_follow": pol.requests_to_follow(then, targets),
         }
 
     def _auto(self, i: int, policy: pol.BenchPolicy) -> str:
@@ -281,11 +282,14 @@ def _measure(
     judged = {p.name: [pol.judge_step(p, s, fixed, quality) for s in results] for p in policies}
     changes = []
     for policy in policies:
-        for before, after in pol.best_plan_changes(judged[policy.name], steps)[:2]:
+        for before, after in pol.best_plan_changes(judged[policy.name], steps):
             for a, b in ((before, after), (after, before)):
-                cell = results[steps.index(b)]["plans"][pol.auto_cell(policy)]
+                at = steps.index(b)
+                cell = results[at]["plans"][pol.auto_cell(policy)]
+                targets = pol.good_enough(judged[policy.name][at], results[at])
+                targets += [pol.settled_plan(cell)]
                 with console.status(f"{policy.name}: step change {a:g} → {b:g} KB/s"):
-                    changes.append(bench.step_change(a, b, policy, pol.settled_plan(cell)))
+                    changes.append(bench.step_change(a, b, policy, sorted(set(targets))))
     return {
         "fixed_plans": fixed,
         "plan_quality": {p: quality[p] for p in fixed},

@@ -118,14 +118,28 @@ def judge_step(
 def best_plan_changes(
     judged: list[dict[str, Any]], rates: list[float]
 ) -> list[tuple[float, float]]:
-    """Consecutive rates between which the best qualifying fixed plan changes."""
-    return [
+    """Rate pairs at which the best qualifying fixed plan differs: the first neighbouring
+    pair where it changes (often a near tie), and the widest pair (the fastest rate
+    against the slowest) where it differs, a change no planner can call a tie."""
+    best = [j["best"] for j in judged]
+    pairs = [
         (rates[i - 1], rates[i])
         for i in range(1, len(rates))
-        if judged[i]["best"] is not None
-        and judged[i - 1]["best"] is not None
-        and judged[i]["best"] != judged[i - 1]["best"]
-    ]
+        if best[i] is not None and best[i - 1] is not None and best[i] != best[i - 1]
+    ][:1]
+    wide = (rates[0], rates[-1])
+    if len(rates) > 1 and best[0] and best[-1] and best[0] != best[-1] and wide not in pairs:
+        pairs.append(wide)
+    return pairs
+
+
+def good_enough(judged: dict[str, Any], step: dict[str, Any]) -> list[str]:
+    """The qualifying fixed plans within the regret target of the best one at a rate:
+    auto has followed a change once it runs one of these (or its own settled plan)."""
+    if judged["best"] is None:
+        return []
+    limit = judged["best_p50_ms"] * (1 + REGRET_TARGET)
+    return [p for p in judged["qualifying"] if step["plans"][p]["p50_ms"] <= limit]
 
 
 def settled_plan(cell: dict[str, Any]) -> str:
@@ -134,6 +148,6 @@ def settled_plan(cell: dict[str, Any]) -> str:
     return max(used, key=lambda p: used[p])
 
 
-def requests_to_follow(after: list[str], target: str) -> int | None:
-    """1-based index of the first request after a change that ran ``target``."""
-    return next((i + 1 for i, plan in enumerate(after) if plan == target), None)
+def requests_to_follow(after: list[str], targets: list[str]) -> int | None:
+    """1-based index of the first request after a change that ran one of ``targets``."""
+    return next((i + 1 for i, plan in enumerate(after) if plan in targets), None)

@@ -86,12 +86,13 @@ def changes_text(data: dict[str, Any]) -> str:
     lines = []
     for c in data["step_changes"]:
         followed = c["requests_to_follow"]
-        verdict = "never, in 8 requests" if followed is None else f"after {followed} request(s)"
+        verdict = "not within 8 requests" if followed is None else f"after {followed} request(s)"
         lines.append(
-            f"- **{c['policy']}**, {c['from_kbps']:g} → {c['to_kbps']:g} KB/s: auto ran "
-            f"`{c['target']}` (its settled plan at {c['to_kbps']:g} KB/s) {verdict}. Before: "
+            f"- **{c['policy']}**, {c['from_kbps']:g} → {c['to_kbps']:g} KB/s: auto followed "
+            f"{verdict} (a plan within 10% of the best qualifying one there, or its settled "
+            f"one: {', '.join(c['targets'])}). Last plans before: "
             + ", ".join(c["plans_before"][-2:])
-            + "; after: "
+            + "; after, in order: "
             + ", ".join(c["plans_after"])
         )
     return "\n".join(lines)
