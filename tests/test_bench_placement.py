@@ -76,6 +76,7 @@ def test_the_best_fixed_plan_is_the_fastest_that_meets_the_floor() -> None:
     judged = pol.judge_step(BEST, FAST_LINK, FIXED, QUALITY)
     assert judged["qualifying"] == ["edge", "local"]
     assert judged["best"] == "edge" and judged["regret"] == pytest.approx(81 / 80 - 1)
+    assert judged["choice_regret"] == 0  # auto ran the best plan itself: noise is no regret
     assert pol.judge_step(ACCURATE, FAST_LINK, FIXED, QUALITY)["qualifying"] == FIXED[1:]
     assert pol.judge_step(FAST, FAST_LINK, FIXED, QUALITY)["qualifying"] == ["local"]
     # the default floor is the one the gateway reported to auto (0.87 here)

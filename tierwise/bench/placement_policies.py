@@ -111,8 +111,22 @@ def judge_step(
         "best_p50_ms": plans[best]["p50_ms"],
         "auto_p50_ms": auto["p50_ms"],
         "regret": auto["p50_ms"] / plans[best]["p50_ms"] - 1,
+        "choice_regret": _choice_regret(auto["plans_used"], plans, plans[best]["p50_ms"]),
         "auto_plans": auto["plans_used"],
     }
+
+
+def _choice_regret(
+    used: dict[str, int], plans: dict[str, dict[str, Any]], best_ms: float
+) -> float | None:
+    """What auto's choices cost, read off the fixed plans' own cells: the mean of their
+    p50s, weighted by use, over the best's. Two cells of one plan differ by the run's
+    noise (up to ~10% here); this does not. None where auto used a plan not measured
+    as a fixed plan."""
+    if any(p not in plans for p in used):
+        return None
+    total = sum(used.values())
+    return sum(n * plans[p]["p50_ms"] for p, n in used.items()) / total / best_ms - 1
 
 
 def best_plan_changes(

@@ -36,6 +36,7 @@ def regret_rows(data: dict[str, Any], policy: str) -> list[list[str]]:
                 f"{judged['best_p50_ms']:.0f}",
                 f"{auto['p50_ms']:.0f}",
                 f"{judged['regret']:+.1%}",
+                "n/a" if judged["choice_regret"] is None else f"{judged['choice_regret']:+.1%}",
                 _used(auto),
             ]
         )
@@ -43,7 +44,7 @@ def regret_rows(data: dict[str, Any], policy: str) -> list[list[str]]:
 
 
 REGRET_HEADERS = ["KB/s", "floor", "best qualifying fixed plan", "its p50 ms", "auto p50 ms"]
-REGRET_HEADERS += ["regret", "auto chose"]
+REGRET_HEADERS += ["regret (measured)", "regret of its choices", "auto chose"]
 PLAN_HEADERS = ["KB/s", "plan", "accuracy (profiled)", "p50 ms", "p95 ms", "KB/req"]
 PLAN_HEADERS += ["$/req modelled", "J/req modelled", "correct (served)"]
 
