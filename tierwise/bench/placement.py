@@ -336,6 +336,27 @@ def _chat_models(spec: ClusterSpec) -> dict[str, Any]:
     return {"by_tier": by_tier, "same_everywhere": len(distinct) <= 1}
 
 
+def reread_results(path: Path, console: Console) -> dict[str, Any]:
+    """Re-judge a saved run with this version's analysis (floors, regret, the report) and
+    rewrite its tables and plot beside it; nothing is measured again."""
+    import json
+
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        policies = [pol.BenchPolicy(**p) for p in data["policies"]]
+        fixed, quality = data["fixed_plans"], data["plan_quality"]
+        data["judged"] = {
+            p.name: [pol.judge_step(p, s, fixed, quality) for s in data["steps"]] for p in policies
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--from-json {path}: not a placement result ({exc})") from exc
+    paths = write_results(path.parent, "placement", data, markdown(data))
+    paths.append(plot(data, path.parent / "placement.png"))
+    print_summary(console, data)
+    console.print(f"re-read {path}; wrote {', '.join(str(p) for p in paths)}")
+    return data
+
+
 def with_learned_codecs(spec: ClusterSpec, files: list[Path]) -> tuple[ClusterSpec, list[str]]:
     """The spec with ``files`` added to Lite0's codecs, and a fixed plan for each of its
     codecs (those and the ones found in ``codecs_dir``)."""

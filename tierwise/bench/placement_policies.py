@@ -126,7 +126,7 @@ def _choice_regret(
     if any(p not in plans for p in used):
         return None
     total = sum(used.values())
-    return sum(n * plans[p]["p50_ms"] for p, n in used.items()) / total / best_ms - 1
+    return float(sum(n * plans[p]["p50_ms"] for p, n in used.items()) / total / best_ms - 1)
 
 
 def best_plan_changes(

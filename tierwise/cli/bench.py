@@ -53,14 +53,21 @@ def bench_placement(
         int | None,
         typer.Option(min=10, help="Photos to measure accuracy on (default: half of them)."),
     ] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(help="Re-read a saved placement.json and rewrite its tables; no run."),
+    ] = None,
 ) -> None:
     """Fixed plans and auto under a fast, an accurate and the default quality floor at each
     bandwidth, on labelled photos; regret against the best plan meeting each floor, and
     adaptation where that plan changes."""
-    from tierwise.bench.placement import run_placement_bench
+    from tierwise.bench.placement import reread_results, run_placement_bench
 
     rates = [float(s) for s in steps.split(",")] if steps else None
     try:
+        if from_json is not None:
+            reread_results(from_json, console)
+            return
         spec = spec_or_default(config)
         run_placement_bench(
             spec,
