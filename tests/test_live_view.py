@@ -56,3 +56,22 @@ def test_a_sharp_drop_holds_other_links_until_they_are_probed() -> None:
         assert live.links["device-cloud"].bandwidth == pytest.approx(50e3, rel=0.1)
 
     asyncio.run(scenario())
+
+
+def test_a_probe_that_finds_the_link_changed_confirms_it_at_once() -> None:
+    """A link believed at 50 KB/s is back at 500 KB/s: the first probe moves the estimate
+    part way, and a second probe follows at once instead of after the next idle spell."""
+    spec = default_spec()
+    nodes = {"edge": SlowNode(500e3), "cloud": SlowNode(500e3), "device": SlowNode(1e9)}
+
+    async def scenario() -> None:
+        live = LiveView(spec, "device", nodes, asyncio.get_running_loop().time, 0.5)  # type: ignore[arg-type]
+        est = live.links["device-edge"]
+        est.observe_rtt(0.02)
+        est.observe(40_000, 0.02 + 40_000 / 50e3)
+        await live.probe("device-edge")
+        await asyncio.sleep(0.2)  # well inside the 0.5 s idle period
+        assert nodes["edge"].probes >= 2
+        assert est.bandwidth == pytest.approx(500e3, rel=0.2)
+
+    asyncio.run(scenario())

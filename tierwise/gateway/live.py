@@ -26,6 +26,9 @@ PROBE_BYTES = 16 * 1024
 NODE_BACKOFF_S = 2.0
 #: A bandwidth estimate moving by more than this share makes the other links re-probe.
 SHARP_CHANGE = 0.5
+#: A probe raising its link's estimate by more than this share is followed by another
+#: at once, to confirm the recovery.
+CONFIRM_CHANGE = 0.1
 
 
 @dataclass
@@ -150,7 +153,12 @@ class LiveView:
             transfer = await client.probe(PROBE_BYTES)
             before = est.bandwidth
             est.observe(transfer.bytes_up + transfer.bytes_down, transfer.seconds)
-            # a probe that finds the link recovered is news for the other paths too
+            after = est.bandwidth
+            if before and after and after > before * (1 + CONFIRM_CHANGE):
+                # good news is believed on the second sample that agrees (bad news at
+                # once): take it now rather than after another idle spell, requests later
+                self._again.add(link_name)
+            # a probe that finds the link changed is news for the other paths too
             self._after_sample(link_name, before)
             return True
         except UpstreamError:
