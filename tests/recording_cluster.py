@@ -101,6 +101,7 @@ class Recording:
     cached: openai.OpenAI
     gateway_url: str
     link: LinkClient  # the device-cloud link's control
+    ledger_url: str
 
 
 def recording_cluster(
@@ -117,7 +118,8 @@ def recording_cluster(
             plain = openai.OpenAI(base_url=base, api_key=PLAIN_KEY, max_retries=0, timeout=120)
             cached = openai.OpenAI(base_url=base, api_key=CACHED_KEY, max_retries=0, timeout=120)
             link = LinkClient(cluster.state.links["device-cloud"].control_url, cluster.token)
-            yield Recording(plain, cached, cluster.state.gateway_url, link)
+            gateway_url, ledger_url = cluster.state.gateway_url, cluster.state.ledger_url
+            yield Recording(plain, cached, gateway_url, link, ledger_url)
             link.close()
             plain.close()
             cached.close()

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.money import assert_ledger_balances
 from tests.recording_cluster import (
     PLAIN_KEY,
     Echo,
@@ -87,3 +88,4 @@ def test_with_the_cloud_link_down_the_local_answer_stands_flagged_offline(
     assert ext["offline"] is True
     assert ext["measured"]["latency_ms"] < 20000
     wait_until_the_cloud_is_reachable(recording.plain)
+    assert_ledger_balances(recording.ledger_url)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import RunningCluster
 from tests.cost_labels import assert_costs_labelled
+from tests.money import assert_ledger_balances
 from tierwise.cli import app
 from tierwise.net.link_client import LinkClient
 
@@ -305,6 +306,7 @@ def test_with_every_link_down_requests_are_served_locally_and_flagged(
     while gw.get("/healthz").json()["offline"] and time.monotonic() < deadline:
         time.sleep(0.2)  # the gateway's probes notice the links are back
     assert gw.get("/healthz").json()["offline"] is False
+    assert_ledger_balances(cluster.state.ledger_url)
 
 
 def test_auto_picks_the_classifier_too_and_names_it(gw: httpx.Client, photo_jpeg: bytes) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMALL_MODELS
+from tests.money import assert_ledger_balances, wait_for_no_holds
 from tierwise.config import parse_spec
 from tierwise.ledger.store import BudgetScope, Ledger, periods
 from tierwise.runtime.launcher import LocalCluster
@@ -83,6 +84,9 @@ def test_two_hundred_concurrent_paid_requests_never_overspend(faults: LocalClust
             )
 
     responses = asyncio.run(fire())
+    # The money invariant holds whatever the answers were.
+    wait_for_no_holds(faults.state.ledger_url)
+    assert_ledger_balances(faults.state.ledger_url)
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 429}, {s for s in statuses if s not in (200, 429)}
     assert statuses.count(200) >= 1 and statuses.count(429) >= 1
@@ -101,8 +105,8 @@ def test_two_hundred_concurrent_paid_requests_never_overspend(faults: LocalClust
     assert len(rows) == 200  # every request left exactly one record
     served = [r for r in rows if r["status"] == "ok"]
     assert len(served) == statuses.count(200)
-    assert sum(r["usd_modelled"] for r in served) <= BUDGET_USD
-    assert spent == pytest.approx(sum(r["usd_modelled"] for r in served), abs=1e-9)
+    assert sum(r["usd_modelled"] for r in rows) <= BUDGET_USD
+    assert spent == pytest.approx(sum(r["usd_modelled"] for r in rows), abs=1e-9)
     assert held == 0.0  # nothing left on hold
 
 
@@ -131,3 +135,5 @@ def test_killing_the_edge_mid_run_loses_no_request(faults: LocalCluster, photo_j
     assert any(r["attempts"] > 1 for r in recorded.values()) or all(
         p == "local@device" for p in plans[len(plans) // 2 :]
     )
+    wait_for_no_holds(faults.state.ledger_url)
+    assert_ledger_balances(faults.state.ledger_url)

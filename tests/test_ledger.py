@@ -65,7 +65,7 @@ def test_two_hundred_concurrent_requests_never_overspend(ledger: Ledger) -> None
             ledger.record(_record(i, status="rejected"))
             return
         time.sleep(0.005)
-        ledger.record(_record(i, usd_modelled=cost), hold, cost)
+        ledger.record(_record(i, usd_modelled=cost), [hold])
         with lock:
             outcomes.append("ok")
 
@@ -93,12 +93,13 @@ def test_a_failed_reservation_holds_nothing_anywhere(ledger: Ledger) -> None:
     assert ledger.usage(wide) == (0.0, 0.0)
 
 
-def test_settling_replaces_the_hold_with_the_real_cost(ledger: Ledger) -> None:
+def test_recording_replaces_the_hold_with_the_records_charge(ledger: Ledger) -> None:
     scope = BudgetScope("global", "day:x", 1.0)
     hold = ledger.reserve([scope], 0.3)
     assert ledger.usage(scope) == (0.0, 0.3)
-    ledger.settle(hold, 0.1)
+    ledger.record(_record(1, usd_modelled=0.1), [hold])
     assert ledger.usage(scope) == (pytest.approx(0.1), 0.0)
+    assert ledger.live_holds() == []
 
 
 def test_periods_are_utc_days_and_months() -> None:

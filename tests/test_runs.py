@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMALL_MODELS, RunningCluster
+from tests.money import assert_ledger_balances
 from tierwise.config import parse_spec
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import read_api_key
@@ -308,3 +309,4 @@ def test_a_node_lost_mid_run_fails_its_branch_and_the_rest_finishes(
     # The failed step is on the ledger too, and so is the answer's chat call, which no
     # plan could serve with the edge gone (the template answered instead).
     assert sorted(statuses.values()) == ["error", "ok", "rejected"]
+    assert_ledger_balances(split.state.ledger_url)

@@ -63,6 +63,7 @@ for name, group in (
     ("train", train.train_app),
     ("compress", compress.compress_app),
     ("fl", fl.fl_app),
+    ("ledger", ledger.ledger_app),
 ):
     app.add_typer(group, name=name)
 

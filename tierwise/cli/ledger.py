@@ -1,4 +1,5 @@
-"""``tierwise report`` and ``explain``: read the ledger of what requests ran and cost."""
+"""``tierwise report``, ``explain`` and ``ledger check``: read the ledger of what requests
+ran and cost, and prove that it agrees with the budgets."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from tierwise.errors import TierwiseError
 if TYPE_CHECKING:
     from tierwise.ledger.report import Report
     from tierwise.ledger.store import Ledger, RequestRecord, RunRecord
+
+ledger_app = typer.Typer(
+    no_args_is_help=True, help="The ledger itself: check that budgets and records agree."
+)
 
 LedgerOpt = Annotated[
     str | None,
@@ -45,6 +50,42 @@ def report(
         sys.stdout.write(json.dumps(report_json(result), indent=2) + "\n")
         return
     _print_report(result)
+
+
+@ledger_app.command("check")
+def check(ledger: LedgerOpt = None, state_dir: StateOpt = None) -> None:
+    """Prove every budget's usage is its ledger charges plus its live holds, per scope
+    (global and each key) and period. Exit 0 when it holds, 1 naming each mismatch."""
+    from tierwise.ledger.check import balances
+
+    try:
+        store = _ledger(ledger, state_dir)
+        rows = balances(store)
+        store.close()
+    except TierwiseError as exc:
+        raise fail(exc) from exc
+    table = Table(title="budgets against the ledger (USD)")
+    for col in ("scope", "period", "spent", "records charge", "reserved", "live holds", "ok"):
+        table.add_column(col, justify="left" if col in ("scope", "period") else "right")
+    for b in rows:
+        table.add_row(
+            b.scope,
+            b.period,
+            f"{b.spent_nusd / 1e9:.9f}",
+            f"{b.charged_nusd / 1e9:.9f}",
+            f"{b.reserved_nusd / 1e9:.9f}",
+            f"{b.held_nusd / 1e9:.9f} ({b.holds})",
+            "yes" if b.ok else "NO",
+        )
+    console.print(table)
+    wrong = [b.mismatch() for b in rows if not b.ok]
+    for line in wrong:
+        print_error(f"mismatch: {line}")
+    if wrong:
+        raise typer.Exit(1)
+    console.print(
+        f"ledger check: {len(rows)} budget rows balance (spent = charged, reserved = held)"
+    )
 
 
 def explain(

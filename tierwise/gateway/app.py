@@ -28,13 +28,16 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 import tierwise
 from tierwise.errors import InputError, NotFoundError
+from tierwise.gateway.chat.answering import Streamed
 from tierwise.gateway.gateway import Gateway
 from tierwise.gateway.keys import Caller, KeyRing
 from tierwise.gateway.recorder import Served
@@ -234,9 +237,25 @@ async def _chat(
     gateway: Gateway, who: Caller, body: ChatRequest, options: RequestOptions
 ) -> Response:
     if body.stream:
-        stream, headers = await gateway.chat.stream(who, body, options)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        return _ClosingStream(await gateway.chat.stream(who, body, options))
     return _json(await gateway.chat.complete(who, body, options))
+
+
+class _ClosingStream(StreamingResponse):
+    """An SSE answer that, however it ends (finished, or its client gone), closes its
+    stream: Starlette only cancels the sending, and a stream its client left must still
+    be recorded and its hold released (:meth:`Streamed.close`)."""
+
+    def __init__(self, streamed: Streamed) -> None:
+        super().__init__(streamed.events, media_type="text/event-stream", headers=streamed.headers)
+        self._streamed = streamed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._streamed.close()
 
 
 def _json(served: Served) -> JSONResponse:

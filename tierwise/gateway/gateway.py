@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,10 @@ from tierwise.runtime.node_client import NodeClient
 from tierwise.runtime.state import ClusterState
 
 PROFILE_SAVE_S = 30.0
+#: How often the gateway looks for holds no live request will settle (their owner gone,
+#: or past their expiry); it also looks once at start, before serving.
+RECONCILE_S = 60.0
+log = logging.getLogger("tierwise.gateway")
 
 
 class Gateway:
@@ -73,6 +78,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self._reconcile()
         self.runs.planner.start(planner_maker(self.pipeline.shared.gw.runs, self.runs.catalog))
         await self.vision.discover()
         await run_in_threadpool(self.chat.load)
@@ -84,6 +90,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.live.run_prober()),
             asyncio.create_task(self._save_profiles_every(PROFILE_SAVE_S)),
+            asyncio.create_task(self._reconcile_every(RECONCILE_S)),
         ]
 
     async def stop(self) -> None:
@@ -100,6 +107,24 @@ class Gateway:
         while True:
             await asyncio.sleep(seconds)
             await run_in_threadpool(self.ledger.save_profiles, self.profiles.rows())
+
+    async def _reconcile(self) -> None:
+        """Release the holds of requests whose gateway died (each is recorded)."""
+        released = await run_in_threadpool(self.ledger.reconcile)
+        for r in released:
+            log.warning(
+                "released the $%.9f budget hold of request %s, left by %s (charged $%.9f "
+                "its failed attempts used)",
+                r.held_usd,
+                r.request_id,
+                r.owner,
+                r.charged_usd,
+            )
+
+    async def _reconcile_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self._reconcile()
 
 
 def _run_service(

@@ -25,7 +25,7 @@ from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.nodes import NodeCalls
 from tierwise.gateway.recorder import Pending, Recorder
 from tierwise.gateway.request_options import RequestOptions
-from tierwise.ledger.store import BudgetScope, Ledger, periods
+from tierwise.ledger.store import BudgetScope, HoldTag, Ledger, periods
 from tierwise.placement.cost import PlanTable
 from tierwise.placement.planner import Decision, decide, why_not
 from tierwise.placement.profiles import Profiles
@@ -68,6 +68,10 @@ class Pipeline:
 
         ``policy`` is ``pending.policy`` or a narrowing of it (chat privacy)."""
         scopes = self._scopes(pending.caller.name, pending.created_at)
+        pending.spend.scopes = tuple(scopes)
+        pending.spend.tag = HoldTag(
+            pending.id, pending.caller.name, pending.task, pending.model, pending.created_at
+        )
         budget_ok = await run_in_threadpool(self._budget_left, scopes)
         started = time.perf_counter()
         live = self.shared.live.state(table)
@@ -80,7 +84,7 @@ class Pipeline:
             table, decision, pinned, lambda i: why_not(table, i, policy, budget_ok, live)
         )
         executed = await self._executor.run(
-            table, order, decision.latency, scopes, run_one, bound_of
+            table, order, decision.latency, pending.spend, run_one, bound_of
         )
         if len(executed.attempts) > 1:
             self._metrics.fallbacks.inc(len(executed.attempts) - 1)

@@ -1,9 +1,11 @@
 """The end of every request: its ledger record, its metrics, and its ``tierwise`` fields.
 
 Every request that gets past authentication ends here exactly once: served (``ok``),
-refused by policy or budget (``rejected``), or failed on every plan (``error``). A
-served request's record is committed, settling its budget hold in the same
-transaction, before the response is sent.
+refused by policy or budget (``rejected``), failed on every plan (``error``), or, for a
+stream, left by its client (``cancelled``). Its record is committed before the response
+is sent, and in the same transaction its budget holds are released and its charge
+(:meth:`~tierwise.gateway.executor.Spend.charge`: what every attempt used) is added to
+its budgets, so the budgets and the ledger say the same.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tierwise.config import ClusterSpec, Policy
 from tierwise.errors import TierwiseError
-from tierwise.gateway.executor import Executed
+from tierwise.gateway.executor import Executed, Spend
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.live import LiveView
 from tierwise.gateway.metrics import GatewayMetrics
@@ -48,6 +50,7 @@ class Pending:
     # Notes for the answer's `tierwise` object and the record: "privacy" (PII kinds found
     # and what was done, never values), "cascade" (confidence, threshold, escalation).
     notes: dict[str, Any] = field(default_factory=dict)
+    spend: Spend = field(default_factory=Spend)  # holds and charges, settled with the record
 
     @classmethod
     def new(
@@ -95,12 +98,21 @@ class Recorder:
         self.metrics = metrics
 
     async def served(
-        self, pending: Pending, executed: Executed[Any], body: dict[str, Any]
+        self,
+        pending: Pending,
+        executed: Executed[Any],
+        body: dict[str, Any],
+        status: str = "ok",
+        error: str | None = None,
     ) -> Served:
-        """Record a served request and add its ``tierwise`` fields to ``body``."""
+        """Record a served request and add its ``tierwise`` fields to ``body``.
+
+        ``status`` is "cancelled" (or "error") for a stream that ended early, charged for
+        what ``executed.measured`` says it generated; ``error`` says why."""
         decision = pending.decision
         assert decision is not None
         i, plan, m = executed.index, executed.plan, executed.measured
+        charge = pending.spend.charge(executed.usd)
         offline = not plan.remote and self.live.offline()
         ext = {
             "request_id": pending.id,
@@ -115,19 +127,20 @@ class Recorder:
             # Measured quantities priced by the model: the figures say which they are.
             "measured": {
                 "latency_ms": round(m.latency_s * 1e3, 3),
-                "usd_modelled": executed.usd,
+                "usd_modelled": charge,
                 "joules_modelled": round(executed.joules, 4),
                 "joules_measured": _joules(m.measured_compute_joules),
                 "bytes_up": m.bytes_up,
                 "bytes_down": m.bytes_down,
             },
         }
-        record = _new(pending, plan.id, ",".join(plan.tiers), "ok")
+        record = _new(pending, plan.id, ",".join(plan.tiers), status)
+        record.error = error
         record.tokens_in, record.tokens_out = m.tokens_in, m.tokens_out
         record.bytes_up, record.bytes_down = m.bytes_up, m.bytes_down
         record.latency_ms, record.usd_modelled, record.joules_modelled = (
             m.latency_s * 1e3,
-            executed.usd,
+            charge,
             executed.joules,
         )
         record.joules_measured = m.measured_compute_joules
@@ -144,7 +157,8 @@ class Recorder:
             "quality_floor": ext["quality_floor"],
             "attempts": ext["attempts"],
         }
-        await run_in_threadpool(self.ledger.record, record, executed.reservation, executed.usd)
+        spend = pending.spend
+        await run_in_threadpool(self.ledger.record, record, spend.holds, spend.scopes)
         self._count(record, plan)
         return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd_modelled)
 
@@ -181,9 +195,13 @@ class Recorder:
         record = _new(pending, "-", "", status)
         record.error = f"{exc.code}: {exc.message}"
         record.offline = self.live.offline()
-        record.explain = {**pending.why(), "error": exc.message}
+        spend = pending.spend
+        # Failed attempts still used something: the record charges it, and says how.
+        record.usd_modelled, record.attempts = spend.charge(0.0), len(spend.attempts)
+        attempts = [a.__dict__ for a in spend.attempts]
+        record.explain = {**pending.why(), "error": exc.message, "attempts": attempts}
         with contextlib.suppress(Exception):  # never mask the request's own error
-            await run_in_threadpool(self.ledger.record, record)
+            await run_in_threadpool(self.ledger.record, record, spend.holds, spend.scopes)
         self.metrics.requests.labels(
             task=pending.task, tier="-", model=pending.model, status=status
         ).inc()
@@ -207,7 +225,8 @@ class Recorder:
 
     def _count(self, record: RequestRecord, plan: Plan) -> None:
         tier, mm = plan.tiers[-1], self.metrics
-        mm.requests.labels(task=record.task, tier=tier, model=plan.model, status="ok").inc()
+        status = record.status
+        mm.requests.labels(task=record.task, tier=tier, model=plan.model, status=status).inc()
         mm.latency.labels(task=record.task, tier=tier, model=plan.model).observe(
             record.latency_ms / 1e3
         )

@@ -88,6 +88,28 @@ budget_usage = Table(
     PrimaryKeyConstraint("scope", "period"),
 )
 
+#: One row per budget hold in flight: an attempt's upper-bound cost, held against every
+#: scope in ``scopes`` (JSON [[scope, period], ...]) until its request is recorded. Each
+#: ``budget_usage.reserved_nusd`` is the sum of these rows' ``amount_nusd`` for that scope,
+#: so a hold can always be traced to a request and to the gateway (``owner``) running it.
+#: ``used_nusd`` is the part already spent (by attempts that failed): it is charged when
+#: the hold is released, the rest is given back. Added after the first release.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("request_id", String(40), nullable=False, index=True),
+    Column("owner", String(128), nullable=False, index=True),
+    Column("api_key", String(64), nullable=False),
+    Column("task", String(32), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),  # the request's, so its period is known
+    Column("expires_at", Float, nullable=False),
+    Column("amount_nusd", BigInteger, nullable=False),
+    Column("used_nusd", BigInteger, nullable=False, default=0),
+    Column("scopes", Text, nullable=False),
+)
+
 #: Measured profiles the planner reads: per node (or "*" for node-independent
 #: measurements), model and metric.
 profiles = Table(
@@ -108,7 +130,10 @@ def create_or_upgrade(engine: Engine) -> None:
 
     ``create_all`` makes new tables but never alters old ones; a database written before
     runs existed lacks ``requests.run_id``, and gets it here (nullable, so old rows stay
-    valid)."""
+    valid). One written before holds had owners gets the ``holds`` table, and its
+    untraceable reservations are released (:func:`_release_ownerless_reservations`)."""
+    had_holds = inspect(engine).has_table("holds")
+    fresh = not inspect(engine).has_table("budget_usage")
     metadata.create_all(engine)
     have = {c["name"] for c in inspect(engine).get_columns("requests")}
     if "run_id" not in have:
@@ -118,6 +143,43 @@ def create_or_upgrade(engine: Engine) -> None:
             conn.execute(text("ALTER TABLE requests ADD COLUMN run_id VARCHAR(40)"))
             conn.execute(text("CREATE INDEX IF NOT EXISTS ix_requests_run_id ON requests (run_id)"))
     _label_cost_columns(engine)
+    if not had_holds and not fresh:
+        _release_ownerless_reservations(engine)
+
+
+def _release_ownerless_reservations(engine: Engine) -> None:
+    """A ledger written before holds had owners: its ``reserved_nusd`` are the holds of
+    requests that can no longer be traced (a gateway killed, a client gone), and nothing
+    would ever give them back. Release them, and leave a ``released`` row per scope that
+    says how much, so the upgrade is on the record."""
+    import time
+    import uuid
+
+    now = time.time()
+    with engine.begin() as conn:
+        leaked = conn.execute(
+            text("SELECT scope, period, reserved_nusd FROM budget_usage WHERE reserved_nusd != 0")
+        ).all()
+        for scope, period, nusd in leaked:
+            conn.execute(
+                requests.insert().values(
+                    id=uuid.uuid4().hex,
+                    created_at=now,
+                    day=time.strftime("%Y-%m-%d", time.gmtime(now)),
+                    api_key=scope.removeprefix("key:") if scope.startswith("key:") else "-",
+                    task="-",
+                    model="-",
+                    plan="-",
+                    tiers="",
+                    status="released",
+                    error=(
+                        f"upgrade: ${nusd / 1e9:.9f} held on {scope} for {period} by requests "
+                        "from before holds had owners was released (not charged)"
+                    ),
+                    explain="{}",
+                )
+            )
+        conn.execute(text("UPDATE budget_usage SET reserved_nusd = 0"))
 
 
 #: columns a release before the modelled/measured labels wrote, and their names now

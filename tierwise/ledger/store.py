@@ -1,18 +1,23 @@
 """The ledger: durable request records, atomic budgets and stored profiles.
 
 SQLite (in WAL mode) by default, through SQLAlchemy so that PostgreSQL can follow.
-Budgets are enforced with reservations: before a paid attempt, its upper-bound cost is
-added to ``reserved_usd`` by one conditional UPDATE per budget scope, all in one
-transaction; the UPDATE only matches while ``spent + reserved + amount <= limit``. When
-the attempt ends, the reservation is replaced by what it really cost, in the same
-transaction that writes the request's record. However many requests run at once, spent
-money can never pass a limit.
+Budgets are enforced with holds: before a paid attempt, its upper-bound cost is added
+to ``reserved_nusd`` by one conditional UPDATE per budget scope, and written as one row
+of ``holds`` (its request, its owner: the gateway process holding it, its expiry), all
+in one transaction; the UPDATE only matches while ``spent + reserved + amount <= limit``.
+An attempt that fails keeps only what it used on hold (:meth:`Ledger.keep_used`). When
+the request ends, its record is written, its holds released, and the record's charge
+added to ``spent`` in one transaction, so the budget and the ledger always say the same.
+Holds whose owner died are released by the next gateway (:meth:`Ledger.reconcile`).
+However many requests run at once, spent money can never pass a limit.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -24,7 +29,19 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.errors import BudgetExceeded
-from tierwise.ledger.schema import budget_usage, create_or_upgrade, profiles, requests, runs
+from tierwise.ledger.schema import (
+    budget_usage,
+    create_or_upgrade,
+    holds,
+    profiles,
+    requests,
+    runs,
+)
+
+#: How long a hold outlives its attempt's timeout before any gateway may presume it
+#: abandoned: longer than any answer streams, so only a hold whose request is truly
+#: gone (a bug, or an owner on another host that died) ever reaches it.
+HOLD_GRACE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -37,10 +54,53 @@ class BudgetScope:
 
 
 @dataclass(frozen=True)
+class HoldTag:
+    """The request a hold is for, so that a hold its gateway left behind can be recorded."""
+
+    request_id: str
+    api_key: str
+    task: str
+    model: str
+    created_at: float  # the request's: its budget periods follow from it
+
+
+@dataclass(frozen=True)
 class Reservation:
     amount: float
     scopes: tuple[BudgetScope, ...]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class Released:
+    """A request whose holds were released because their owner is gone."""
+
+    request_id: str
+    owner: str
+    held_usd: float
+    charged_usd: float  # the part failed attempts had used, charged and recorded
+
+
+def new_owner() -> str:
+    """This process's name on its holds: host, pid (so a gateway on the same host can
+    tell the holder is gone) and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` ran on this host and its process is gone. An owner on another
+    host cannot be seen from here: its holds wait for their expiry."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
 
 
 @dataclass
@@ -110,8 +170,9 @@ def periods(now: float) -> tuple[str, str]:
 
 
 class Ledger:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, owner: str | None = None) -> None:
         self.url = url
+        self.owner = owner or new_owner()
         self.engine = _engine(url)
         create_or_upgrade(self.engine)
 
@@ -128,12 +189,22 @@ class Ledger:
 
     # -- budgets -------------------------------------------------------------
 
-    def reserve(self, scopes: Sequence[BudgetScope], amount: float) -> Reservation:
-        """Hold ``amount`` USD against every scope, or none of them (raises BudgetExceeded)."""
+    def reserve(
+        self,
+        scopes: Sequence[BudgetScope],
+        amount: float,
+        tag: HoldTag | None = None,
+        ttl_s: float = 0.0,
+    ) -> Reservation:
+        """Hold ``amount`` USD against every scope, or none of them (raises BudgetExceeded).
+
+        The hold is a ``holds`` row owned by this ledger's :attr:`owner`, expiring
+        ``ttl_s`` + :data:`HOLD_GRACE_S` from now; ``tag`` names its request."""
         reservation = Reservation(amount, tuple(scopes))
         if amount <= 0 or not scopes:
             return reservation
-        held = _reserve_nusd(amount)
+        held, now = _reserve_nusd(amount), time.time()
+        tag = tag or HoldTag(reservation.id, "-", "-", "-", now)
         with self._tx() as conn:
             for s in scopes:
                 self._ensure_row(conn, s)
@@ -151,27 +222,107 @@ class Ledger:
                         f"${s.limit_usd:.4f}, spent ${spent:.4f}, in flight ${reserved:.4f}, "
                         f"this request may cost up to ${amount:.6f}"
                     )
-        return reservation
-
-    def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        """Replace a reservation by what the attempt really cost."""
-        if reservation.scopes and (reservation.amount > 0 or actual_usd > 0):
-            with self._tx() as conn:
-                self._settle(conn, reservation, actual_usd)
-
-    def _settle(self, conn: Connection, r: Reservation, actual: float) -> None:
-        held = _reserve_nusd(r.amount) if r.amount > 0 else 0
-        c = budget_usage.c
-        for s in r.scopes:
-            self._ensure_row(conn, s)
             conn.execute(
-                update(budget_usage)
-                .where(c.scope == s.scope, c.period == s.period)
-                .values(
-                    reserved_nusd=c.reserved_nusd - held,
-                    spent_nusd=c.spent_nusd + _nusd(actual),
+                holds.insert().values(
+                    id=reservation.id,
+                    request_id=tag.request_id,
+                    owner=self.owner,
+                    api_key=tag.api_key,
+                    task=tag.task,
+                    model=tag.model,
+                    created_at=tag.created_at,
+                    expires_at=now + ttl_s + HOLD_GRACE_S,
+                    amount_nusd=held,
+                    used_nusd=0,
+                    scopes=json.dumps([[x.scope, x.period] for x in scopes]),
                 )
             )
+        return reservation
+
+    def keep_used(self, reservation: Reservation, used_usd: float) -> None:
+        """Shrink a hold to what its (failed) attempt used: that much stays held until
+        the request's record charges it; the rest goes back to the budgets now."""
+        with self._tx() as conn:
+            row = conn.execute(
+                select(holds.c.amount_nusd, holds.c.scopes).where(holds.c.id == reservation.id)
+            ).first()
+            if row is None:
+                return
+            used = min(int(row[0]), _nusd(used_usd))
+            _add(conn, json.loads(row[1]), reserved=used - int(row[0]))
+            conn.execute(
+                update(holds)
+                .where(holds.c.id == reservation.id)
+                .values(amount_nusd=used, used_nusd=used)
+            )
+
+    def _release(self, conn: Connection, reservations: Sequence[Reservation]) -> None:
+        """Give back what ``reservations`` still hold (one already released: nothing)."""
+        for r in reservations:
+            row = conn.execute(
+                select(holds.c.amount_nusd, holds.c.scopes).where(holds.c.id == r.id)
+            ).first()
+            if row is not None:
+                _add(conn, json.loads(row[1]), reserved=-int(row[0]))
+                conn.execute(holds.delete().where(holds.c.id == r.id))
+
+    def reconcile(self, now: float | None = None) -> list[Released]:
+        """Release the holds no live request will ever settle: those whose owner is gone
+        (a gateway on this host that was killed) and any past its expiry. What their
+        failed attempts had used is charged; the rest goes back. Each request so released
+        gets a record with status ``abandoned`` saying whose holds they were, and who
+        released them, so the budget and the ledger still agree."""
+        now = time.time() if now is None else now
+        dead: dict[str, bool] = {}
+
+        def gone(owner: str) -> bool:
+            if owner not in dead:
+                dead[owner] = owner != self.owner and owner_is_dead(owner)
+            return dead[owner]
+
+        with self._tx() as conn:
+            rows = conn.execute(select(holds)).mappings().all()
+            stale: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                if r["expires_at"] < now or gone(r["owner"]):
+                    stale.setdefault(r["request_id"], []).append(dict(r))
+            return [self._abandon(conn, group, now) for group in stale.values()]
+
+    def _abandon(self, conn: Connection, group: list[dict[str, Any]], now: float) -> Released:
+        used = sum(int(h["used_nusd"]) for h in group)
+        held = sum(int(h["amount_nusd"]) for h in group)
+        for h in group:
+            _add(conn, json.loads(h["scopes"]), reserved=-int(h["amount_nusd"]))
+            _add(conn, json.loads(h["scopes"]), spent=int(h["used_nusd"]))
+            conn.execute(holds.delete().where(holds.c.id == h["id"]))
+        first = group[0]
+        why = "expired" if first["expires_at"] < now else "its gateway is no longer running"
+        rec = RequestRecord(
+            id=uuid.uuid4().hex,
+            created_at=first["created_at"],
+            api_key=first["api_key"],
+            task=first["task"],
+            model=first["model"],
+            plan="-",
+            tiers="",
+            status="abandoned",
+            usd_modelled=used / 1e9,
+            attempts=len(group),
+            error=(
+                f"hold of ${held / 1e9:.9f} left by {first['owner']} ({why}) released by "
+                f"{self.owner}; ${used / 1e9:.9f} of it used by failed attempts, charged"
+            ),
+            explain={"request_id": first["request_id"], "owner": first["owner"]},
+        )
+        row = asdict(rec)
+        row["explain"] = json.dumps(rec.explain)
+        row["day"] = rec.day
+        conn.execute(requests.insert().values(**row))
+        return Released(first["request_id"], first["owner"], held / 1e9, used / 1e9)
+
+    def live_holds(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(holds)).mappings()]
 
     def usage(self, scope: BudgetScope) -> tuple[float, float]:
         """(spent, reserved) USD for a scope and period."""
@@ -204,15 +355,26 @@ class Ledger:
     # -- records -------------------------------------------------------------
 
     def record(
-        self, rec: RequestRecord, settle: Reservation | None = None, actual_usd: float = 0.0
+        self,
+        rec: RequestRecord,
+        holds: Sequence[Reservation] = (),
+        scopes: Sequence[BudgetScope] | None = None,
     ) -> None:
-        """Write one request's record, settling its last reservation in the same transaction."""
+        """Write one request's record, release its holds, and charge its ``usd_modelled``
+        to its budget ``scopes`` (default: the holds'), all in one transaction: the
+        budget is charged exactly what the record says, or neither is written."""
         row = asdict(rec)
         row["explain"] = json.dumps(rec.explain, default=str)
         row["day"] = rec.day
+        if scopes is None:
+            scopes = list({s: None for r in holds for s in r.scopes})
+        charge = _nusd(rec.usd_modelled)
         with self._tx() as conn:
-            if settle is not None:
-                self._settle(conn, settle, actual_usd)
+            self._release(conn, holds)
+            if charge:
+                for s in scopes:
+                    self._ensure_row(conn, s)
+                _add(conn, [[s.scope, s.period] for s in scopes], spent=charge)
             conn.execute(requests.insert().values(**row))
 
     def get(self, request_id: str) -> RequestRecord | None:
@@ -299,6 +461,21 @@ class Ledger:
                         updated_at=now,
                     )
                 )
+
+
+def _add(
+    conn: Connection, scopes: Sequence[Sequence[str]], reserved: int = 0, spent: int = 0
+) -> None:
+    """Add nano-dollars to the reserved and spent columns of (scope, period) rows."""
+    if not reserved and not spent:
+        return
+    c = budget_usage.c
+    for scope, period in scopes:
+        conn.execute(
+            update(budget_usage)
+            .where(c.scope == scope, c.period == period)
+            .values(reserved_nusd=c.reserved_nusd + reserved, spent_nusd=c.spent_nusd + spent)
+        )
 
 
 def _engine(url: str) -> Engine:

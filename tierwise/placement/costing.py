@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierwise.config import ClusterSpec
+from tierwise.config import ClusterSpec, OpenAIRemoteModel
 from tierwise.ledger.energy import compute_joules, radio_joules
 from tierwise.ledger.prices import compute_usd, egress_usd, token_usd
 from tierwise.placement.plans import Plan
@@ -38,10 +38,18 @@ class Measured:
     measured_compute_joules: float | None = None
 
 
+def billed_by_tokens(spec: ClusterSpec, model: str) -> bool:
+    """A remote API model (``openai-remote``): its provider bills its tokens, and the node
+    that hosts it only waits on the provider, so that node's seconds are not priced."""
+    return isinstance(spec.models.get(model), OpenAIRemoteModel)
+
+
 def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]:
     """(USD, joules) of running ``plan`` with the quantities in ``m``, both modelled: the
-    price tables and the stated watts applied to measured seconds, bytes and tokens."""
+    price tables and the stated watts applied to measured seconds, bytes and tokens.
+    A remote API model is charged its tokens, not its node's compute time as well."""
     usd = joules = 0.0
+    priced = not billed_by_tokens(spec, plan.model)
     for name, seconds in (
         (plan.head_node, m.head_compute_s),
         (plan.tail_node, m.tail_compute_s),
@@ -49,7 +57,7 @@ def plan_cost(spec: ClusterSpec, plan: Plan, m: Measured) -> tuple[float, float]
     ):
         if name is not None:
             node = spec.node(name)
-            usd += compute_usd(spec.prices, node, seconds)
+            usd += compute_usd(spec.prices, node, seconds) if priced else 0.0
             joules += compute_joules(node, seconds)
     usd += _link_usd(spec, plan.link, plan.tail_node, m.bytes_up, m.bytes_down)
     usd += _link_usd(spec, plan.link2, plan.last_node, m.bytes2_up, m.bytes2_down)
@@ -78,7 +86,7 @@ def cost_bound(
     largest payloads, every allowed token. Budgets hold this much while it runs."""
     usd = 0.0
     for name in (plan.head_node, plan.tail_node, plan.last_node):
-        if name is not None:
+        if name is not None and not billed_by_tokens(spec, plan.model):
             usd += compute_usd(spec.prices, spec.node(name), timeout_s)
     usd += _link_usd(spec, plan.link, plan.tail_node, max_bytes_up, max_bytes_down)
     usd += _link_usd(spec, plan.link2, plan.last_node, max_bytes_up, max_bytes_down)

@@ -9,6 +9,7 @@ composes them, in one place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,15 +60,28 @@ class ChatCall:
 
 @dataclass
 class Streamed:
-    """A streamed answer: its SSE events, its headers, and who wants the whole answer."""
+    """A streamed answer: its SSE events, its headers, who wants the whole answer, and
+    what to do when the response is over however it ended (``ended``: record a stream
+    whose client left before its end, and release its hold)."""
 
     events: AsyncIterator[bytes]
     headers: dict[str, str]
     answered: list[AnswerHook] = field(default_factory=list)
+    ended: Callable[[], Awaitable[None]] | None = None
 
     async def done(self, answer: CachedAnswer) -> None:
         for hook in self.answered:
             await hook(answer)
+
+    async def close(self) -> None:
+        """Once the response is over: stop the events where they are, then ``ended``.
+        The server calls it, shielded from cancellation, after every streamed response."""
+        aclose = getattr(self.events, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):  # a generator cancelled mid-step
+                await aclose()
+        if self.ended is not None:
+            await self.ended()
 
 
 class ChatAnswerer(Protocol):

@@ -46,7 +46,7 @@ class PlannedChat:
         self._planning = planning
 
     async def complete(self, call: ChatCall) -> Served:
-        executed, redactor = await self._execute(call, self._answer)
+        executed, redactor, _ = await self._execute(call, self._answer)
         reply: ChatReply = executed.result
         if call.on_reply is not None:
             call.on_reply(call.pending, reply.ext)
@@ -57,17 +57,19 @@ class PlannedChat:
         return await self._shared.recorder.served(call.pending, executed, answer)
 
     async def stream(self, call: ChatCall) -> Streamed:
-        executed, redactor = await self._execute(call, self._open)
-        job = RelayJob(call.pending, executed, call.body.wants_usage_in_stream, redactor)
+        executed, redactor, prompt_tokens = await self._execute(call, self._open)
+        wants_usage = call.body.wants_usage_in_stream
+        job = RelayJob(call.pending, executed, wants_usage, redactor, prompt_tokens)
         return relayed(self._shared, job)
 
     async def _execute(
         self, call: ChatCall, attempt: Attempt
-    ) -> tuple[Executed[Any], Redactor | None]:
+    ) -> tuple[Executed[Any], Redactor | None, int]:
         """Plan, try plans in turn; a request that fails is recorded as such.
 
         Returns the redactor when the answer came from a plan that was sent the masked
-        prompt (so the answer must be restored), else None."""
+        prompt (so the answer must be restored), else None; and the prompt's length in
+        the answering model's tokens."""
         pending = call.pending
         try:
             inputs = self._planning.inputs(call)
@@ -84,11 +86,12 @@ class PlannedChat:
         except TierwiseError as exc:
             await self._shared.recorder.failed(pending, exc)
             raise
+        prompt_tokens = inputs.prompt_tokens.get(executed.plan.model, 0)
         if call.redactor is None:
-            return executed, None
+            return executed, None, prompt_tokens
         masked = executed.plan.link is not None
         pending.notes["privacy"]["action"] = "masked" if masked else "stayed-on-device"
-        return executed, call.redactor if masked else None
+        return executed, call.redactor if masked else None, prompt_tokens
 
     async def _answer(self, plan: Plan, node: str, ask: _Ask) -> tuple[ChatReply, Measured]:
         nodes = self._shared.nodes

@@ -13,9 +13,7 @@ it, so each step is narrowed for itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-from tierwise.gateway.chat.answering import ChatAnswerer, ChatCall
+from tierwise.gateway.chat.answering import ChatAnswerer, ChatCall, Streamed
 from tierwise.gateway.chat.cache import CachedChat
 from tierwise.gateway.chat.cascade import CascadeChat
 from tierwise.gateway.chat.planned import PlannedChat
@@ -56,9 +54,10 @@ class ChatService:
 
     async def stream(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
-    ) -> tuple[AsyncIterator[bytes], dict[str, str]]:
-        streamed = await self._answerer.stream(self._call(caller, body, options))
-        return streamed.events, streamed.headers
+    ) -> Streamed:
+        """A streamed answer; the server must call its ``close()`` once the response is
+        over, so a stream whose client left is recorded and its hold released."""
+        return await self._answerer.stream(self._call(caller, body, options))
 
     def _call(
         self, caller: Caller, body: oa.ChatCompletionRequest, options: RequestOptions
