@@ -1,4 +1,4 @@
-"""``tierwise profile``, and the gateway's first start: measure what the planner predicts.
+"""``tierwise profile``, and the gateway's background profiling: measure what the planner predicts.
 
 Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Profiles`:
 
@@ -12,7 +12,7 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
 - **quality** (in this process, only given the shared data folder): each plan shape's
   top-1 accuracy on labelled photos, variants included (:mod:`.accuracy_profile`).
   Without the photos a plan's accuracy stays unknown and the planner's quality floor
-  says it cannot judge; the gateway's first start never measures it (it would take
+  says it cannot judge; the gateway's background profiling never measures it (it would take
   minutes), ``tierwise profile --data`` does.
 """
 

@@ -171,7 +171,8 @@ class LocalCluster:
                 self._spawn("node", node.name, self._state.node_url(node.name))
             self._wait_healthy(progress)
             if self._state.spec.gateway is not None:
-                # The gateway profiles the nodes on its first start, so they come first.
+                # The gateway learns the nodes' models from them as it starts (and then
+                # profiles what is missing in the background), so the nodes come first.
                 self._spawn("gateway", "gateway", self._state.gateway_url)
                 self._wait_healthy(progress)
                 if self.wait_for_profiles:
@@ -310,6 +311,9 @@ class LocalCluster:
         env = dict(self._env)
         env[self.spec.auth.token_env] = self.token
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Spinning OpenMP workers (torch) starve every other process on a small busy
+        # machine; several nodes start at once, so they sleep while they wait instead.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         command = [
             sys.executable,
             "-m",
