@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.table import Table
 
 from tierwise.cli.common import (
@@ -27,12 +28,28 @@ if TYPE_CHECKING:
 Row = tuple[tuple[str, ...], str]
 
 
-def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
+def up(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            help="Restart a node, link proxy or gateway that exits (backoff 0.5 s doubling "
+            "to 10 s; give up after 5 exits while starting within 60 s)."
+        ),
+    ] = True,
+) -> None:
     """Start every node and link of the spec as processes; Ctrl-C stops them all."""
     from tierwise.runtime.launcher import LocalCluster
+    from tierwise.runtime.supervise import RestartPolicy
 
     try:
-        cluster = LocalCluster(spec_or_default(config), state_dir_or_default(state_dir))
+        cluster = LocalCluster(
+            spec_or_default(config),
+            state_dir_or_default(state_dir),
+            restart=RestartPolicy() if restart else None,
+            wait_for_profiles=False,
+        )
         started = time.perf_counter()
         with console.status("starting nodes and links..."):
             state = cluster.start(progress=lambda msg: console.log(msg))
@@ -49,6 +66,11 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
         _report_exits_forever(cluster)
     except KeyboardInterrupt:
         console.print("stopping...")
+    except TierwiseError as exc:
+        # The supervisor gave up on a child that keeps exiting.
+        cluster.stop()
+        console.print("all processes stopped")
+        raise fail(exc) from exc
     finally:
         cluster.stop()
     console.print("all processes stopped")
@@ -67,13 +89,15 @@ def _stop_on_signals() -> None:
 
 
 def _report_exits_forever(cluster: LocalCluster) -> None:
-    """Print each child that exits, with its log's tail, until interrupted."""
+    """Print each child that exits, with its log's tail, until interrupted or until the
+    supervisor gives up (its ClusterError propagates). Restarts are logged as they
+    happen, through start()'s progress callback."""
     while True:
         for dead in cluster.poll():
             what = f"{dead.kind} {dead.name} exited with code {dead.returncode}"
-            console.print(f"[bold red]{what}[/bold red]")
-            console.print(dead.log_tail)
-        time.sleep(0.5)
+            console.print(f"[bold red]{what}[/bold red]; the end of its log:")
+            console.print(dead.log_tail, markup=False, highlight=False)
+        time.sleep(0.2)
 
 
 def status(state_dir: StateOpt = None) -> None:

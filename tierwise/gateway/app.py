@@ -115,7 +115,12 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "role": "gateway", "offline": gateway.live.offline()}
+        return {
+            "status": "ok",
+            "role": "gateway",
+            "offline": gateway.live.offline(),
+            "profiling": gateway.profiling(),
+        }
 
     @router.get("/v1/models")
     async def models(_: Authed) -> dict[str, Any]:

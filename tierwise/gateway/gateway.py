@@ -19,6 +19,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.errors import ClusterError, ConfigError, InputError
+from tierwise.gateway.background_profile import BackgroundProfiler
 from tierwise.gateway.chat.service import ChatService
 from tierwise.gateway.executor import Executor
 from tierwise.gateway.live import LiveView
@@ -54,7 +55,9 @@ class Gateway:
         ledger: Ledger,
         profiles: Profiles,
         clock: Callable[[], float] = time.monotonic,
+        profiler: BackgroundProfiler | None = None,
     ) -> None:
+        """``profiler``: measure what ``profiles`` lacks in the background once started."""
         spec, gw = state.spec, state.spec.gateway
         if gw is None:
             raise ClusterError("the cluster spec has no `gateway:` section")
@@ -75,6 +78,7 @@ class Gateway:
         self.embeddings = EmbeddingService(self.pipeline)
         self.vqa = VqaService(self.pipeline)
         self.runs = _run_service(self.pipeline, self.chat, self.vision, self.embeddings, self.vqa)
+        self.profiler = profiler
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -92,6 +96,17 @@ class Gateway:
             asyncio.create_task(self._save_profiles_every(PROFILE_SAVE_S)),
             asyncio.create_task(self._reconcile_every(RECONCILE_S)),
         ]
+        if self.profiler is not None:
+            self._tasks.append(asyncio.create_task(self.profiler.run(self.profiles)))
+
+    def profiling(self) -> str:
+        """Background profiling: ``running``, ``done``, ``failed: <why>``, or ``off``."""
+        if self.profiler is None:
+            return "off"
+        if not self.profiler.done.is_set():
+            return "running"
+        error = self.profiler.error
+        return "done" if error is None else f"failed: {type(error).__name__}: {error}"
 
     async def stop(self) -> None:
         await self.runs.planner.stop()

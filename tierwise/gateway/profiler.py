@@ -1,4 +1,4 @@
-"""``tierwise profile``, and the gateway's first start: measure what the planner predicts.
+"""``tierwise profile``, and the gateway's background profiling: measure what the planner predicts.
 
 Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Profiles`:
 
@@ -12,7 +12,7 @@ Two kinds of measurement, both stored as :class:`~tierwise.placement.profiles.Pr
 - **quality** (in this process, only given the shared data folder): each plan shape's
   top-1 accuracy on labelled photos, variants included (:mod:`.accuracy_profile`).
   Without the photos a plan's accuracy stays unknown and the planner's quality floor
-  says it cannot judge; the gateway's first start never measures it (it would take
+  says it cannot judge; the gateway's background profiling never measures it (it would take
   minutes), ``tierwise profile --data`` does.
 """
 
@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from tierwise.codecs.codec_file import read_header
 from tierwise.codecs.found import model_codecs
 from tierwise.codecs.registry import get_codec
-from tierwise.config import ClusterSpec
+from tierwise.config import ClusterSpec, ModelSpec
 from tierwise.datasets.imagenet_samples import find as find_labelled
 from tierwise.datasets.imagenet_samples import labelled_photos
 from tierwise.datasets.photos import jpeg_bytes, photo_set
@@ -67,14 +67,25 @@ LONG_PROMPT = " ".join(["Summarise the following notes about bridges and rivers.
 
 
 async def profile_nodes(
-    state: ClusterState, token: str, profiles: Profiles, progress: Progress, repeats: int = 3
+    state: ClusterState,
+    token: str,
+    profiles: Profiles,
+    progress: Progress,
+    repeats: int = 3,
+    only_missing: bool = False,
 ) -> None:
-    for node in state.spec.nodes:
+    """Each node's models; the gateway's own tier first, since its local plans are the
+    ones a gateway profiling in the background can serve soonest."""
+    client_tier = state.spec.gateway.tier if state.spec.gateway else "device"
+    nodes = sorted(state.spec.nodes, key=lambda n: n.tier != client_tier)
+    for node in nodes:
         async with NodeClient(state.node_url(node.name), token, timeout=300) as client:
             info = await client.info()
             for model in info["models"]:
                 # Variants (from `tierwise optimize`) are not in the spec; nodes list them.
                 spec = state.spec.models.get(model["name"])
+                if only_missing and _node_profiled(node.name, model, spec, profiles):
+                    continue
                 if "stages" in model:
                     await _profile_stages(client, node.name, model, profiles, repeats)
                 elif spec is not None and kind_of(spec).role == "chat":
@@ -250,6 +261,18 @@ def missing_codec_profiles(spec: ClusterSpec, profiles: Profiles) -> list[str]:
     ]
 
 
+def _node_profiled(
+    node: str, entry: dict[str, Any], spec: ModelSpec | None, profiles: Profiles
+) -> bool:
+    if "stages" in entry:
+        metric = stage_metric(0)
+    elif spec is not None:
+        metric = _NODE_METRIC.get(kind_of(spec).role, CALL_MS)
+    else:
+        return True  # nothing this profiler knows how to measure
+    return profiles.has(node, entry["name"], metric)
+
+
 def missing_node_profiles(spec: ClusterSpec, profiles: Profiles) -> bool:
     for node in spec.nodes:
         for name in node.models:
@@ -276,7 +299,7 @@ def profile_cluster(
     """Measure nodes and codecs; with ``only_missing``, only what has no profile yet;
     with ``quality``, each plan's accuracy too."""
     if not only_missing or missing_node_profiles(state.spec, profiles):
-        asyncio.run(profile_nodes(state, token, profiles, progress))
+        asyncio.run(profile_nodes(state, token, profiles, progress, only_missing=only_missing))
     names = (
         missing_codec_profiles(state.spec, profiles)
         if only_missing

@@ -3,7 +3,10 @@
 :class:`LocalCluster` resolves ports, writes the state directory, starts link proxies
 then nodes, waits until each answers ``/healthz``, and stops them all on exit.
 Children die with their parent (Linux ``PR_SET_PDEATHSIG``), so a killed launcher
-leaves no orphans. A child that exits on its own is reported by :meth:`poll`.
+leaves no orphans. A child that exits on its own is reported by :meth:`poll`; given a
+:class:`~tierwise.runtime.supervise.RestartPolicy` (``tierwise up`` gives one), a
+supervising thread also restarts it, with backoff, and gives up on a child that keeps
+exiting while it starts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ from tierwise.runtime.state import (
     write_api_keys,
     write_token,
 )
+from tierwise.runtime.supervise import CrashHistory, RestartPolicy
 
 PID_FILE = "launcher.pid"
 
@@ -40,13 +45,22 @@ PID_FILE = "launcher.pid"
 class Phase(enum.Enum):
     NEW = "new"
     RUNNING = "running"
+    STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+Kind = Literal["node", "link", "gateway"]
+#: how often the supervising thread looks at its children
+WATCH_S = 0.1
 
 
 @dataclass
 class Child:
+    """One process of the cluster. A restart replaces ``process`` in place, so a
+    reference to the child stays good across restarts."""
+
     name: str
-    kind: Literal["node", "link", "gateway"]
+    kind: Kind
     process: subprocess.Popen[bytes]
     health_url: str
     log_path: Path
@@ -55,6 +69,17 @@ class Child:
     #: Seconds from spawn until /healthz first answered 200 (None until then).
     startup_seconds: float | None = None
     reported: bool = False
+    #: How many times the supervisor restarted it.
+    restarts: int = 0
+    #: ``time.monotonic()`` when a restart is due (None while none is pending).
+    restart_at: float | None = None
+
+    @property
+    def healthy_at(self) -> float | None:
+        """``time.monotonic()`` when the current process first answered /healthz."""
+        if self.startup_seconds is None:
+            return None
+        return self.spawned_at + self.startup_seconds
 
     def log_tail(self, lines: int = 15) -> str:
         self.log_file.flush()
@@ -84,15 +109,31 @@ class LocalCluster:
         token: str | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 180.0,
+        restart: RestartPolicy | None = None,
+        wait_for_profiles: bool = True,
     ) -> None:
+        """``restart``: restart children that exit on their own (None: only report them,
+        which fault-injection tests rely on to keep a killed node down).
+        ``wait_for_profiles``: start() returns only once the gateway's background profiling
+        is done, so that every plan can be chosen (tests, benchmarks, the demo); ``tierwise
+        up`` returns as soon as the gateway serves."""
         self.spec = spec
         self.state_dir = Path(state_dir)
         self._token = token
         self._env = dict(os.environ if env is None else env)
         self.startup_timeout = startup_timeout
+        self.restart = restart
+        self.wait_for_profiles = wait_for_profiles
         self.children: list[Child] = []
         self.phase = Phase.NEW
         self._state: ClusterState | None = None
+        self._say: Callable[[str], None] = lambda _: None
+        # The supervising thread and the caller share the children and the phase.
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._exits: list[ChildExit] = []
+        self._failure: ClusterError | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -109,6 +150,8 @@ class LocalCluster:
         return self._token
 
     def start(self, progress: Callable[[str], None] = lambda _: None) -> ClusterState:
+        """Start every child and wait until each is healthy. ``progress`` hears of each
+        child coming up, and later of each restart."""
         if self.phase is not Phase.NEW:
             raise ClusterError("a LocalCluster can be started once; make a new one to start again")
         self._preflight()
@@ -119,6 +162,7 @@ class LocalCluster:
             self.state_dir, self._token or self._env.get(self.spec.auth.token_env)
         )
         self._provide_api_keys()
+        self._say = progress
         self.phase = Phase.RUNNING
         try:
             for link in self._state.spec.links:
@@ -127,18 +171,33 @@ class LocalCluster:
                 self._spawn("node", node.name, self._state.node_url(node.name))
             self._wait_healthy(progress)
             if self._state.spec.gateway is not None:
-                # The gateway profiles the nodes on its first start, so they come first.
+                # The gateway learns the nodes' models from them as it starts (and then
+                # profiles what is missing in the background), so the nodes come first.
                 self._spawn("gateway", "gateway", self._state.gateway_url)
                 self._wait_healthy(progress)
+                if self.wait_for_profiles:
+                    self._wait_profiled(progress)
         except BaseException:
             self.stop()
             raise
+        if self.restart is not None:
+            self._supervisor = threading.Thread(
+                target=self._supervise, args=(self.restart,), name="tierwise-supervisor"
+            )
+            self._supervisor.daemon = True
+            self._supervisor.start()
         return self._state
 
     def stop(self, grace: float = 5.0) -> None:
-        """Terminate every child (SIGTERM, then SIGKILL after ``grace`` seconds)."""
-        if self.phase is Phase.STOPPED:
-            return
+        """Terminate every child (SIGTERM, then SIGKILL after ``grace`` seconds). The
+        supervisor is halted first, so nothing stopped here is restarted."""
+        with self._lock:
+            if self.phase in (Phase.STOPPING, Phase.STOPPED):
+                return
+            self.phase = Phase.STOPPING
+        self._halt.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
         for child in self.children:
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -165,14 +224,24 @@ class LocalCluster:
     # -- watching ----------------------------------------------------------
 
     def poll(self) -> list[ChildExit]:
-        """Children that have exited since the last call."""
-        exits = []
-        for child in self.children:
-            code = child.process.poll()
-            if code is not None and not child.reported:
-                child.reported = True
-                exits.append(ChildExit(child.name, child.kind, code, child.log_tail()))
+        """Children that have exited since the last call. Raises the supervisor's
+        :class:`ClusterError` once it has given up on a child."""
+        if self._failure is not None:
+            raise self._failure
+        with self._lock:
+            if self._supervisor is None:
+                for child in self.children:
+                    self._note_exit(child)
+            exits, self._exits = self._exits, []
         return exits
+
+    def _note_exit(self, child: Child) -> int | None:
+        """Record the child's exit once; its exit code, or None while it runs."""
+        code = child.process.poll()
+        if code is not None and not child.reported:
+            child.reported = True
+            self._exits.append(ChildExit(child.name, child.kind, code, child.log_tail()))
+        return code
 
     def child(self, name: str) -> Child:
         for child in self.children:
@@ -228,14 +297,23 @@ class LocalCluster:
         if generated:
             write_api_keys(self.state_dir, generated)
 
-    def _spawn(self, kind: Literal["node", "link", "gateway"], name: str, base_url: str) -> None:
+    def _spawn(self, kind: Kind, name: str, base_url: str) -> None:
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{kind}-{name}.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        process = self._popen(kind, name, log_file)
+        self.children.append(
+            Child(name, kind, process, f"{base_url}/healthz", log_path, log_file, time.monotonic())
+        )
+
+    def _popen(self, kind: Kind, name: str, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
         env = dict(self._env)
         env[self.spec.auth.token_env] = self.token
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Spinning OpenMP workers (torch) starve every other process on a small busy
+        # machine; several nodes start at once, so they sleep while they wait instead.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         command = [
             sys.executable,
             "-m",
@@ -247,16 +325,13 @@ class LocalCluster:
         ]
         if kind != "gateway":
             command += ["--node" if kind == "node" else "--link", name]
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             preexec_fn=_die_with_parent,
-        )
-        self.children.append(
-            Child(name, kind, process, f"{base_url}/healthz", log_path, log_file, time.monotonic())
         )
 
     def _wait_healthy(self, progress: Callable[[str], None]) -> None:
@@ -283,6 +358,96 @@ class LocalCluster:
                     )
                 if pending:
                     time.sleep(0.1)
+
+    def _wait_profiled(self, progress: Callable[[str], None]) -> None:
+        gateway = self.child("gateway")
+        deadline = gateway.spawned_at + self.startup_timeout
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                if gateway.process.poll() is not None:
+                    raise ClusterError(
+                        f"the gateway exited while profiling; its log ({gateway.log_path}) "
+                        f"ends with:\n{gateway.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    state = str(client.get(gateway.health_url).json().get("profiling"))
+                    if state.startswith("failed"):
+                        raise ClusterError(f"the gateway's profiling {state}")
+                    if state != "running":
+                        progress("gateway profiled every node and codec")
+                        return
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"the gateway was still profiling after {self.startup_timeout:.0f}s; "
+                        f"see its log in {gateway.log_path}"
+                    )
+                time.sleep(0.2)
+
+    # -- supervision (in its own thread) -------------------------------------
+
+    def _supervise(self, policy: RestartPolicy) -> None:
+        """Restart children that exit, until stop(). After giving up it idles rather than
+        returning: children it spawned would get SIGTERM when it ends (PDEATHSIG goes to
+        the spawning thread), and stop() is what ends them."""
+        histories = {c.name: CrashHistory(policy) for c in self.children}
+        with httpx.Client(timeout=1.0) as client:
+            while not self._halt.wait(WATCH_S):
+                try:
+                    for child in self.children:
+                        self._watch(child, histories[child.name], client)
+                except ClusterError as exc:
+                    self._failure = exc
+                    self._say(f"giving up: {exc.message}")
+                    self._halt.wait()
+
+    def _watch(self, child: Child, history: CrashHistory, client: httpx.Client) -> None:
+        with self._lock:
+            if self.phase is not Phase.RUNNING:
+                return
+            now = time.monotonic()
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._respawn(child, history.restarts)
+                return
+            code = self._note_exit(child)
+            if code is not None:
+                self._schedule_restart(child, code, history, now)
+                return
+        if child.startup_seconds is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(child.health_url).status_code == 200:
+                    child.startup_seconds = time.monotonic() - child.spawned_at
+                    self._say(
+                        f"{child.kind} {child.name} is healthy again, "
+                        f"{child.startup_seconds:.1f} s after restart {child.restarts}"
+                    )
+
+    def _schedule_restart(self, child: Child, code: int, history: CrashHistory, now: float) -> None:
+        delay = history.exited(now, child.healthy_at)
+        if delay is None:
+            policy = history.policy
+            raise ClusterError(
+                f"{child.kind} {child.name} exited {history.unstable_exits} times within "
+                f"{policy.window:.0f} s while starting (last exit code {code}); not restarting "
+                f"it again. Its log ({child.log_path}) ends with:\n{child.log_tail()}"
+            )
+        child.restart_at = now + delay
+        self._say(
+            f"{child.kind} {child.name} exited (code {code}); restarting in {delay:.1f} s "
+            f"(restart {history.restarts})"
+        )
+
+    def _respawn(self, child: Child, restarts: int) -> None:
+        child.log_file.close()
+        # Appended, so the log keeps what the dead process said before it died.
+        child.log_file = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        child.log_file.write(f"--- tierwise up: restart {restarts} ---\n".encode())
+        child.log_file.flush()
+        child.process = self._popen(child.kind, child.name, child.log_file)
+        child.spawned_at = time.monotonic()
+        child.startup_seconds, child.restart_at = None, None
+        child.reported = False
+        child.restarts = restarts
 
 
 def _alive(pid: int) -> bool:

@@ -139,7 +139,10 @@ def free_port(host: str, avoid: set[int]) -> int:
 
 
 def check_port_free(host: str, port: int, field: str) -> None:
+    """Refuse a port something listens on. The check binds the way the servers do, with
+    SO_REUSEADDR, so sockets of a just-stopped cluster in TIME_WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
