@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import small_spec
+from tests.money import assert_ledger_balances, wait_for_no_holds
 from tierwise.config import ClusterSpec, parse_spec
 from tierwise.errors import ClusterError, ConfigError
 from tierwise.ledger.store import Ledger
@@ -345,7 +346,9 @@ def test_tierwise_up_restarts_a_killed_gateway_within_five_seconds(
                 time.sleep(0.1)
         print(f"gateway under `tierwise up`: healthy again after {seconds} s")
         assert load.served_after(back) >= 3, load.outcomes[-10:]
-        # TODO(ledger helper): `tierwise ledger check` holds here, after the restarts.
+        # the restarted gateway released the killed one's holds: the money still balances
+        wait_for_no_holds(state.ledger_url)
+        assert_ledger_balances(state.ledger_url)
         output = "".join(lines)
         assert f"gateway gateway exited (code {-signal.SIGKILL}); restarting in 0.5 s" in output
         assert "(restart 2)" in output
