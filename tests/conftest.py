@@ -17,10 +17,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from tierwise.config import ClusterSpec, GgufFile, default_spec, parse_spec
+from tierwise.config import ApiKeySpec, ClusterSpec, GgufFile, default_spec, parse_spec
 from tierwise.models.llama_cpp_chat import LlamaCppChat, resolve_gguf
 from tierwise.runtime.launcher import LocalCluster
 from tierwise.runtime.state import ClusterState, read_api_key
+
+#: the session cluster's ordinary (not admin) API key's name; its key: ``guest_key``
+GUEST = "guest"
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +58,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
         .with_free_ports()
         .model_copy(update={"variants_dir": None, "codecs_dir": None})
     )
+    # A second, ordinary key beside the default (admin) one: what one key may see of
+    # another's is tested against it.
+    assert spec.gateway is not None
+    guest = ApiKeySpec(name=GUEST, key_env="TIERWISE_GUEST_KEY")
+    gateway = spec.gateway.model_copy(update={"api_keys": [*spec.gateway.api_keys, guest]})
+    spec = spec.model_copy(update={"gateway": gateway})
     local = LocalCluster(spec, tmp_path_factory.mktemp("cluster"))
     state = local.start()
     try:
@@ -85,6 +94,12 @@ def smollm2() -> Iterator[LlamaCppChat]:
 def api_key(cluster: RunningCluster) -> str:
     """The API key the session cluster's gateway generated."""
     return read_api_key(cluster.state.state_dir)
+
+
+@pytest.fixture(scope="session")
+def guest_key(cluster: RunningCluster) -> str:
+    """The session cluster's second API key: not an admin."""
+    return read_api_key(cluster.state.state_dir, GUEST)
 
 
 @pytest.fixture

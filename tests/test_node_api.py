@@ -197,12 +197,17 @@ def test_streamed_oversize_payload_gets_413(device: httpx.Client) -> None:
 # ------------------------------------------------------------------ 422
 
 
-@pytest.mark.parametrize("body", [b"{not json", b'{"model": "smollm2", "messages": [', b"[]"])
-def test_malformed_json_gets_422(device: httpx.Client, body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), (b'{"model": "smollm2", "messages": [', 400), (b"[]", 422)],
+)
+def test_malformed_json_gets_400_and_a_wrong_shape_422(
+    device: httpx.Client, body: bytes, status: int
+) -> None:
     response = device.post(
         "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 422
+    assert response.status_code == status
     assert response.json()["error"]["code"] == "invalid_body"
     _still_serving(device)
 

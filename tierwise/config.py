@@ -281,6 +281,8 @@ class ApiKeySpec(_Strict):
     policy: Policy = Policy()
     budget: BudgetSpec = BudgetSpec()
     cache: CacheSpec = CacheSpec()
+    #: may read the gateway's /metrics, which shows every key's remaining budget
+    admin: bool = False
 
     @model_validator(mode="after")
     def _one_key(self) -> ApiKeySpec:

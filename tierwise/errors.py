@@ -9,10 +9,12 @@ Third-party errors are translated at the boundary with ``raise Ours(...) from ex
      ├── ClusterError            a local cluster process failed to start or died
      ├── InputError              a request's input is invalid                     → 400
      │    ├── WireFormatError    undecodable tensor bytes                         → 400
-     │    └── ImageDecodeError   undecodable image bytes                          → 400
+     │    ├── ImageDecodeError   undecodable image bytes                          → 400
+     │    └── InvalidBodyError   a body that parses but breaks the schema         → 422
      ├── AuthError               missing or wrong bearer token                    → 401
+     ├── ForbiddenError          a known key without the right to this endpoint   → 403
      ├── NotFoundError           unknown model, stage, node or link               → 404
-     ├── PayloadTooLargeError    a request body over the configured limit         → 413
+     ├── PayloadTooLargeError    a body, or a decoded image, over a limit         → 413
      ├── NoFeasiblePlan          no plan meets the request's hard constraints     → 422
      ├── BudgetExceeded          only paid plans could serve, and the budget is spent → 429
      ├── ModelError              a model failed while running                     → 500
@@ -35,6 +37,9 @@ class TierwiseError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        #: set once the gateway's ledger holds a record of the request this ended, so the
+        #: last-chance recording at the HTTP edge does not write a second one
+        self.recorded = False
 
 
 class ConfigError(TierwiseError):
@@ -69,9 +74,21 @@ class ImageDecodeError(InputError):
     code = "invalid_image"
 
 
+class InvalidBodyError(InputError):
+    """The body parsed, but a field breaks the schema (as FastAPI's own 422s)."""
+
+    http_status = 422
+    code = "invalid_body"
+
+
 class AuthError(TierwiseError):
     http_status = 401
     code = "invalid_token"
+
+
+class ForbiddenError(TierwiseError):
+    http_status = 403
+    code = "forbidden"
 
 
 class NotFoundError(TierwiseError):

@@ -24,7 +24,9 @@ DEFAULT_MAX_QUALITY_LOSS = 0.01
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A policy's numbers are limits and weights: infinity (JSON's 1e999) or NaN in one
+    # would silently mean "no limit" or poison every cost, so neither is a number here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ObjectiveWeights(_Strict):

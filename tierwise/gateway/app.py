@@ -11,7 +11,8 @@
     GET  /v1/runs/{id}                     one run: its graph, its steps and their records
     GET  /v1/requests/{id}                 one ledger record, with the alternatives considered
     GET  /v1/plans?model=M                 the current prediction for every plan of a vision model
-    GET  /metrics                          Prometheus text format
+    GET  /metrics                          Prometheus text format: an admin key or the
+                                           nodes' token only (it shows every key's budget)
 
 Policy per request: the ``X-Tierwise-Policy`` header, or ``{"tierwise": {"policy": {...}}}``
 in a JSON body. Every answer names its plan and costs in ``X-Tierwise-*`` headers and a
@@ -22,28 +23,37 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 import tierwise
-from tierwise.errors import InputError, NotFoundError
+from tierwise.errors import InputError, InvalidBodyError, NotFoundError
 from tierwise.gateway.chat.answering import Streamed
+from tierwise.gateway.edge_errors import install_recording_handlers
 from tierwise.gateway.gateway import Gateway
 from tierwise.gateway.keys import Caller, KeyRing
 from tierwise.gateway.recorder import Served
 from tierwise.gateway.request_options import RequestOptions, parse_options
 from tierwise.gateway.runs.service import RunRequest
-from tierwise.net.http_common import BodyLimit, install_error_handlers
+from tierwise.net.http_common import (
+    ERROR_RESPONSES,
+    BodyLimit,
+    answers,
+    binary_body,
+    install_error_handlers,
+)
+from tierwise.net.json_input import check_json
 from tierwise.orchestrate.graph import TaskGraph
 from tierwise.runtime import openai_schema as oa
 from tierwise.runtime.whole_schema import EmbeddingsRequest
@@ -57,14 +67,26 @@ class EmbeddingsBody(EmbeddingsRequest):
     tierwise: dict[str, Any] | None = None
 
 
+M = TypeVar("M", bound=BaseModel)
+_CHAT_ANSWERS = answers("application/json", "text/event-stream")
 _FILE_NAME = re.compile(r"[\w][\w.-]{0,127}")
 
 
-class RunBody(BaseModel):
+class _CheckedBody(BaseModel):
+    """A body of the gateway's own: unknown fields refused, text checked at the door."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked_text(cls, data: Any) -> Any:
+        check_json(data)
+        return data
+
+
+class RunBody(_CheckedBody):
     """A plain-language run: the request, its files by the names the text uses (base64),
     and optionally the graph to run instead of planning one."""
-
-    model_config = ConfigDict(extra="forbid")
 
     input: str = Field(min_length=1, max_length=20_000)
     files: dict[str, str] = Field(default_factory=dict, max_length=16)
@@ -73,14 +95,39 @@ class RunBody(BaseModel):
     tierwise: dict[str, Any] | None = None
 
 
-class ClassifyTask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClassifyTask(_CheckedBody):
     task: Literal["classify"]
     model: str = "efficientnet-lite0"
     image_base64: str = Field(min_length=1)
     top_k: int = Field(5, ge=1, le=1000)
     tierwise: dict[str, Any] | None = None
+
+
+#: /v1/tasks reads its body itself (the task decides the model): its schema, for OpenAPI
+_TASK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        ClassifyTask.model_json_schema(),
+                        {
+                            "allOf": [
+                                {"$ref": "#/components/schemas/ChatRequest"},
+                                {
+                                    "type": "object",
+                                    "required": ["task"],
+                                    "properties": {"task": {"const": "chat"}},
+                                },
+                            ]
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
 
 
 def create_gateway_app(gateway: Gateway, keys: KeyRing, max_body: int) -> FastAPI:
@@ -92,9 +139,15 @@ def create_gateway_app(gateway: Gateway, keys: KeyRing, max_body: int) -> FastAP
         finally:
             await gateway.stop()
 
-    app = FastAPI(title="tierwise gateway", version=tierwise.__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="tierwise gateway",
+        version=tierwise.__version__,
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
     app.state.gateway, app.state.keys = gateway, keys
     install_error_handlers(app)
+    install_recording_handlers(app, gateway, keys)
     app.add_middleware(BodyLimit, limit=max_body)
     app.include_router(_info_routes(gateway))
     app.include_router(_work_routes(gateway))
@@ -129,8 +182,10 @@ def _info_routes(gateway: Gateway) -> APIRouter:
             ["auto", *gateway.chat.models(), *gateway.vision.models, *whole], owner="tierwise"
         )
 
-    @router.get("/metrics")
-    async def metrics(_: Authed) -> Response:
+    @router.get("/metrics", responses=answers("text/plain"))
+    async def metrics(request: Request) -> Response:
+        keys: KeyRing = request.app.state.keys
+        keys.authorize_metrics(request.headers.get("authorization"))
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @router.get("/v1/requests/{request_id}")
@@ -150,12 +205,12 @@ def _info_routes(gateway: Gateway) -> APIRouter:
 def _work_routes(gateway: Gateway) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/chat/completions", response_model=None)
+    @router.post("/v1/chat/completions", response_model=None, responses=_CHAT_ANSWERS)
     async def chat(body: ChatRequest, request: Request, who: Authed) -> Response:
         options = parse_options(_lower(request.headers), body.tierwise)
         return await _chat(gateway, who, body, options)
 
-    @router.post("/v1/vision/classify")
+    @router.post("/v1/vision/classify", openapi_extra=binary_body())
     async def classify(
         request: Request,
         who: Authed,
@@ -166,7 +221,12 @@ def _work_routes(gateway: Gateway) -> APIRouter:
         served = await gateway.vision.classify(who, await request.body(), model, top_k, options)
         return _json(served)
 
-    @router.post("/v1/tasks", response_model=None)
+    @router.post(
+        "/v1/tasks",
+        response_model=None,
+        openapi_extra=_TASK_BODY,
+        responses=_CHAT_ANSWERS,
+    )
     async def tasks(request: Request, who: Authed) -> Response:
         return await _task(gateway, who, request, await _json_body(request))
 
@@ -196,7 +256,7 @@ def _whole_routes(gateway: Gateway) -> APIRouter:
         options = parse_options(_lower(request.headers), body.tierwise)
         return _json(await gateway.embeddings.embed(who, body, options))
 
-    @router.post("/v1/vision/vqa")
+    @router.post("/v1/vision/vqa", openapi_extra=binary_body())
     async def vqa(
         request: Request,
         who: Authed,
@@ -226,16 +286,32 @@ def _run_request(body: RunBody) -> RunRequest:
 async def _task(gateway: Gateway, who: Caller, request: Request, data: dict[str, Any]) -> Response:
     task = data.get("task")
     if task == "classify":
-        job = ClassifyTask.model_validate(data)
+        job = _validated(ClassifyTask, data)
         options = parse_options(_lower(request.headers), job.tierwise)
         image = _b64(job.image_base64, "image_base64")
         return _json(await gateway.vision.classify(who, image, job.model, job.top_k, options))
     if task == "chat":
-        body = ChatRequest.model_validate({k: v for k, v in data.items() if k != "task"})
+        body = _validated(ChatRequest, {k: v for k, v in data.items() if k != "task"})
         return await _chat(
             gateway, who, body, parse_options(_lower(request.headers), body.tierwise)
         )
-    raise InputError(f"unknown task {task!r}; tasks are ['chat', 'classify']", param="task")
+    raise InputError("task: expected one of ['chat', 'classify']", param="task")
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` as ``model``, or a 422 naming each bad field, as FastAPI's own bodies.
+
+    Only pydantic's messages go into it, never the input it echoes (the client's text)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        param = ".".join(str(p) for p in first) or None
+        raise InvalidBodyError("; ".join(problems), param=param) from None
 
 
 async def _chat(
@@ -274,10 +350,16 @@ def _lower(headers: Any) -> dict[str, str]:
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
-    except ValueError as exc:
-        raise InputError(f"the body is not valid JSON: {exc}", param="body") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"the body is not valid JSON: {exc.msg} at character {exc.pos}", param="body"
+        ) from None
+    except (ValueError, RecursionError):
+        # Not the decoder's whole message: a UnicodeDecodeError's quotes the body's bytes.
+        raise InputError("the body is not valid JSON text in UTF-8", param="body") from None
     if not isinstance(data, dict):
         raise InputError("the body must be a JSON object with a `task` field", param="body")
+    check_json(data)
     return data
 
 

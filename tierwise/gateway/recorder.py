@@ -191,6 +191,7 @@ class Recorder:
         return Served({**body, "tierwise": ext}, _headers(ext), record.cloud_usd_modelled)
 
     async def failed(self, pending: Pending, exc: TierwiseError) -> None:
+        exc.recorded = True  # the HTTP edge records what no service did (edge_errors)
         status = "rejected" if exc.http_status < 500 else "error"
         record = _new(pending, "-", "", status)
         record.error = f"{exc.code}: {exc.message}"

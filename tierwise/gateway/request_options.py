@@ -37,7 +37,13 @@ def parse_options(headers: dict[str, str], body_ext: Any = None) -> RequestOptio
     if body_ext is not None:
         if not isinstance(body_ext, dict):
             raise InputError("`tierwise` must be an object", param="tierwise")
-        fields.update(body_ext.get("policy") or {})
+        policy = body_ext.get("policy")
+        if policy is not None and not isinstance(policy, dict):
+            raise InputError(
+                f"tierwise.policy: expected an object, got {type(policy).__name__}",
+                param="tierwise.policy",
+            )
+        fields.update(policy or {})
         pinned = body_ext.get("plan", pinned)
     try:
         policy = Policy.model_validate(fields)
@@ -67,7 +73,13 @@ def _parse_header(value: str) -> dict[str, Any]:
             raise InputError(f"{POLICY_HEADER}: expected key=value, got {part!r}", param="policy")
         key, raw = key.strip(), raw.strip()
         if key.startswith("weights."):
-            fields.setdefault("weights", {})[key[8:]] = raw
+            weights = fields.setdefault("weights", {})
+            if not isinstance(weights, dict):
+                raise InputError(
+                    f"{POLICY_HEADER}: `weights` given both whole and as `weights.*`",
+                    param="policy.weights",
+                )
+            weights[key[8:]] = raw
         else:
             fields[key] = raw
     return fields

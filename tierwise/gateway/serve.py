@@ -33,7 +33,7 @@ def serve_gateway(state_dir: Path, env: Mapping[str, str] = os.environ) -> None:
     if gw is None:
         raise ConfigError("gateway: the cluster spec has no gateway section")
     token = token_from_env(state.spec, env)
-    keys = KeyRing(gw.api_keys, env)
+    keys = KeyRing(gw.api_keys, env, node_token=token)
     ledger = Ledger(state.ledger_url)
     try:
         profiles = Profiles.from_rows(ledger.load_profiles())

@@ -37,7 +37,7 @@ from tierwise.placement.plans import (
     vision_plans,
 )
 from tierwise.placement.profiles import ANY_NODE, codec_metric
-from tierwise.runtime.images import decode_image
+from tierwise.runtime.images import decode_image_async
 from tierwise.runtime.node_client import PayloadReply
 
 TABLE_REFRESH_S = 1.0
@@ -183,13 +183,13 @@ class VisionService:
         pending = Pending.new(caller, "classify", model, policy, options.run_id)
         try:
             vm = self._model(model)
-            inputs = _Inputs(self.models, decode_image(image_bytes))
+            inputs = _Inputs(self.models, await decode_image_async(image_bytes))
             executed = await self._pipeline.run(
                 pending,
                 self.table(vm),
                 policy,
                 options.pinned_plan,
-                lambda plan, _: self._run(plan, inputs.of(plan), image_bytes),
+                lambda plan, _: self._run_on(plan, inputs, image_bytes),
                 self._bound,
             )
         except TierwiseError as exc:
@@ -236,6 +236,12 @@ class VisionService:
             known = sorted(self.models) + ([AUTO] if self.auto else [])
             raise NotFoundError(f"no vision model {name!r}; models: {known}", param="model")
         return vm
+
+    async def _run_on(
+        self, plan: Plan, inputs: _Inputs, upload: bytes
+    ) -> tuple[np.ndarray, Measured]:
+        # Resizing a large photo takes a while: off the event loop, like its decoding.
+        return await self._run(plan, await run_in_threadpool(inputs.of, plan), upload)
 
     async def _run(
         self, plan: Plan, x: np.ndarray, upload: bytes = b""

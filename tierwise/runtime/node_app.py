@@ -41,17 +41,20 @@ from tierwise.ledger.energy import RaplMeter
 from tierwise.models.base import ChatChunk, ChatModel, StagedModel, Usage
 from tierwise.models.registry import NodeModels
 from tierwise.net.http_common import (
+    ERROR_RESPONSES,
     ASGIApp,
     BearerAuth,
     BodyLimit,
     Receive,
     Scope,
     Send,
+    answers,
+    binary_body,
     error_body,
     install_error_handlers,
 )
 from tierwise.runtime import openai_schema as oa
-from tierwise.runtime.images import decode_image
+from tierwise.runtime.images import decode_image, decode_image_async
 from tierwise.runtime.metrics import NodeMetrics
 from tierwise.runtime.stage_relay import Relay, check_forward
 from tierwise.runtime.threaded_stream import ThreadedStream
@@ -71,7 +74,9 @@ class NodeSettings:
 
 def create_node_app(settings: NodeSettings, models: NodeModels) -> FastAPI:
     node = settings.node
-    app = FastAPI(title=f"tierwise node {node.name}", version=tierwise.__version__)
+    app = FastAPI(
+        title=f"tierwise node {node.name}", version=tierwise.__version__, responses=ERROR_RESPONSES
+    )
     metrics = NodeMetrics(node.name, node.tier, node.speed_factor)
     app.state.settings, app.state.models, app.state.metrics = settings, models, metrics
     install_error_handlers(app)
@@ -102,11 +107,11 @@ def _node_routes(settings: NodeSettings, models: NodeModels, metrics: NodeMetric
     async def list_models() -> dict[str, Any]:
         return oa.models_json(models.names, owner=f"tierwise:{node.name}")
 
-    @router.get("/metrics")
+    @router.get("/metrics", responses=answers("text/plain"))
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @router.post("/v1/probe")
+    @router.post("/v1/probe", openapi_extra=binary_body())
     async def probe(request: Request) -> dict[str, int]:
         """Swallows a body and answers its size: gateways time this to measure a link."""
         return {"received": len(await request.body())}
@@ -117,7 +122,11 @@ def _node_routes(settings: NodeSettings, models: NodeModels, metrics: NodeMetric
 def _chat_routes(models: NodeModels, metrics: NodeMetrics, ext: _ExtensionFields) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/chat/completions", response_model=None)
+    @router.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses=answers("application/json", "text/event-stream"),
+    )
     async def chat(body: oa.ChatCompletionRequest) -> JSONResponse | StreamingResponse:
         model = models.chat_model(body.model)
         messages = body.to_messages()
@@ -157,12 +166,12 @@ def _vision_routes(
     router = APIRouter()
     rapl = settings.rapl
 
-    @router.post("/v1/vision/classify")
+    @router.post("/v1/vision/classify", openapi_extra=binary_body())
     async def classify(
         request: Request, model: str = Query(...), top_k: int = Query(5, ge=1, le=1000)
     ) -> dict[str, Any]:
         staged = models.staged_model(model)
-        image = decode_image(await request.body())
+        image = await decode_image_async(await request.body())
         started = time.perf_counter()
 
         def run() -> list[dict[str, Any]]:
@@ -174,7 +183,11 @@ def _vision_routes(
         metrics.compute.labels(model=model).inc(compute_ms / 1e3)
         return {"model": model, "predictions": predictions, "tierwise": ext(compute_ms)}
 
-    @router.post("/v1/stages/{model}/run")
+    @router.post(
+        "/v1/stages/{model}/run",
+        openapi_extra=binary_body(wire.CONTENT_TYPE, "image/png"),
+        responses=answers(wire.CONTENT_TYPE),
+    )
     async def run_stages(
         request: Request,
         model: str,
@@ -189,7 +202,8 @@ def _vision_routes(
         check_forward(then, then_end, end, len(staged.stages))
         codec = get_codec(out_codec)
         raw = await request.body()
-        x, headers = _stage_input(staged, start, raw, request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        x, headers = await run_in_threadpool(_stage_input, staged, start, raw, content_type)
         started = time.perf_counter()
         energy_start = rapl.read_uj() if rapl is not None else None
         out = await run_in_threadpool(staged.run_stages, x, start, end)

@@ -1,6 +1,8 @@
 """The OpenAI-compatible chat API as pydantic models, and the JSON our servers send.
 
-Unknown request fields are ignored (OpenAI adds fields often); known ones are checked.
+Unknown request fields are ignored (OpenAI adds fields often); known ones are checked,
+booleans strictly (``"stream": "yes"`` is refused, not read as true), and every string of
+the body for valid Unicode (:func:`~tierwise.net.json_input.check_json`).
 Responses carry a ``tierwise`` extension object, which OpenAI clients pass through.
 """
 
@@ -11,10 +13,11 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tierwise.errors import InputError
 from tierwise.models.base import ChatMessage, ChatParams, ResponseFormat, Usage
+from tierwise.net.json_input import check_json
 
 
 class TextPart(BaseModel):
@@ -35,7 +38,7 @@ class MessageIn(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -47,13 +50,19 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1)
     # Checked by parse_response_format, so that a bad one is a 400 naming the field.
     response_format: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked_text(cls, data: Any) -> Any:
+        check_json(data)
+        return data
 
     @field_validator("stop")
     @classmethod

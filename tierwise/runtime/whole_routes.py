@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tierwise.models.registry import NodeModels
 from tierwise.models.whole import VqaQuestion
-from tierwise.runtime.images import decode_image
+from tierwise.net.http_common import binary_body
+from tierwise.runtime.images import decode_image_async
 from tierwise.runtime.metrics import NodeMetrics
 from tierwise.runtime.whole_schema import EmbeddingsRequest, checked_question, embeddings_json
 
@@ -40,13 +41,13 @@ def whole_routes(models: NodeModels, metrics: NodeMetrics, ext: Extension) -> AP
         metrics.tokens.labels(model=body.model, kind="prompt").inc(embedded.tokens)
         return embeddings_json(body.model, embedded.vectors, embedded.tokens, fmt, ext(compute_ms))
 
-    @router.post("/v1/vision/vqa")
+    @router.post("/v1/vision/vqa", openapi_extra=binary_body())
     async def vqa(
         request: Request, model: str = Query(...), question: str | None = Query(None)
     ) -> dict[str, Any]:
         answerer = models.vqa_model(model)
         asked = checked_question(question)
-        image = decode_image(await request.body(), param="image")
+        image = await decode_image_async(await request.body(), param="image")
         started = time.perf_counter()
         answer = await run_in_threadpool(answerer.run, VqaQuestion(image, asked))
         compute_ms = (time.perf_counter() - started) * 1e3

@@ -16,9 +16,10 @@ import binascii
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tierwise.errors import InputError, UpstreamError
+from tierwise.net.json_input import check_json
 
 EncodingFormat = Literal["float", "base64"]
 #: the most texts one embeddings request may carry
@@ -36,6 +37,12 @@ class EmbeddingsRequest(BaseModel):
     model: str = Field(min_length=1)
     input: Any = None
     encoding_format: Any = "float"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checked_text(cls, data: Any) -> Any:
+        check_json(data)
+        return data
 
     def texts(self) -> list[str]:
         given = self.input

@@ -158,6 +158,7 @@ class RunService:
     async def _record_refused(
         self, run_id: str, caller: Caller, request: RunRequest, exc: TierwiseError, started: float
     ) -> None:
+        exc.recorded = True  # in the runs table: the HTTP edge must not record it again
         status = "rejected" if exc.http_status < 500 else "error"
         record = RunRecord(
             run_id, started, caller.name, request.text, self._planner_name(request), status,

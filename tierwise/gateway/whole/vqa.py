@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tierwise.errors import TierwiseError
 from tierwise.gateway.keys import Caller
 from tierwise.gateway.pipeline import Pipeline
 from tierwise.gateway.recorder import Pending, Served
 from tierwise.gateway.request_options import RequestOptions
 from tierwise.gateway.whole.calls import WholeCalls, WholeRequest
-from tierwise.runtime.images import decode_image
+from tierwise.runtime.images import decode_image_async
 from tierwise.runtime.node_client import NodeClient, VqaReply
 from tierwise.runtime.whole_schema import checked_question
 
@@ -41,10 +42,16 @@ class VqaService:
     ) -> Served:
         policy = self._pipeline.policy_for(caller, options)
         pending = Pending.new(caller, "vqa", model, policy, options.run_id)
+        try:
+            self.calls.check_model(model), checked_question(question)
+            # refused here, before any node is asked, and decoded off the event loop
+            await decode_image_async(image, param="image")
+        except TierwiseError as exc:
+            await self._pipeline.shared.recorder.failed(pending, exc)
+            raise
 
         def prepare() -> WholeRequest[VqaReply]:
             name, asked = self.calls.check_model(model), checked_question(question)
-            decode_image(image, param="image")  # refused here, before any node is asked
 
             async def ask(client: NodeClient, served: str) -> VqaReply:
                 return await client.vqa(served, image, asked)
