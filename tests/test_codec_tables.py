@@ -15,6 +15,7 @@ from tests.synthetic_cifar import synthetic_dataset
 from tierwise.codecs.learned import BottleneckNet, save_codec
 from tierwise.codecs.loaders import LOADERS
 from tierwise.codecs.training.backbone_registry import BACKBONES, BackboneSource, open_backbone
+from tierwise.config import ClusterSpec, default_spec
 from tierwise.errors import ConfigError, InputError
 from tierwise.runtime.model_codecs import load_model_codecs
 
@@ -79,13 +80,20 @@ def test_a_backbone_is_made_by_name_and_an_unknown_name_lists_the_known() -> Non
     assert sorted(BACKBONES) == ["cifar-net", "efficientnet-lite", "vqa-net"]
 
 
+def _spec_listing(name: str, codecs: list[Path]) -> ClusterSpec:
+    """The default spec, hermetic, with model ``name`` (a Lite0) listing ``codecs``."""
+    spec = default_spec().model_copy(update={"codecs_dir": None, "variants_dir": None})
+    model = spec.models["efficientnet-lite0"].model_copy(update={"codecs": codecs})
+    return spec.model_copy(update={"models": {**spec.models, name: model}})
+
+
 def test_a_node_refuses_a_codec_made_for_another_model(tmp_path: Path) -> None:
     torch.manual_seed(0)
     path = tmp_path / "ib-node-check.npz"
     header = {"name": "ib-node-check", "model": "other-net", "split": 2, "input_shape": [8, 4, 4]}
     save_codec(BottleneckNet(8, 2, 4, 1), header, path)
     with pytest.raises(ConfigError, match=r"models\.net\.codecs\[0\]: .* for model 'other-net'"):
-        load_model_codecs("net", [path])
-    load_model_codecs("other-net", [path])
+        load_model_codecs(_spec_listing("net", [path]), "net")
+    load_model_codecs(_spec_listing("other-net", [path]), "other-net")
     with pytest.raises(ConfigError, match=r"models\.other-net\.codecs\[1\]: "):
-        load_model_codecs("other-net", [path, tmp_path])
+        load_model_codecs(_spec_listing("other-net", [path, tmp_path]), "other-net")

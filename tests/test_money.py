@@ -387,7 +387,10 @@ def test_the_holds_of_a_killed_gateway_are_released_by_the_next_one(paid: LocalC
                 gateway.kill()  # SIGKILL: no chance to record anything
                 gateway.wait()
                 break
-    assert [h["request_id"] for h in ledger.live_holds()] == [request_id]
+    left = [h["request_id"] for h in ledger.live_holds()]
+    # (seen once in a full `make test` on a loaded machine: no hold left here; the row
+    # says whether the answer had been recorded before the kill landed)
+    assert left == [request_id], [r for r in ledger.rows() if r["id"] == request_id]
     # What a restarted gateway does before it serves (Gateway.start).
     (released,) = ledger.reconcile()
     assert released.request_id == request_id and released.owner == hold["owner"]
