@@ -11,7 +11,6 @@ load average is recorded beside the numbers: on a shared machine, p99 is the oth
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import statistics
@@ -26,7 +25,7 @@ from tierwise.bench.report import environment, write_results
 from tierwise.config import ClusterSpec, Policy
 from tierwise.placement.cost import LiveState, PlanTable, build_vision_table
 from tierwise.placement.planner import decide
-from tierwise.placement.plans import ORIGINAL, three_tier_plans, vision_plans
+from tierwise.placement.plans import ORIGINAL, led_by, three_tier_plans, vision_plans
 from tierwise.placement.profiles import ANY_NODE, Profiles, codec_metric, stage_metric
 
 MODEL, STAGES = "efficientnet-lite0", 7
@@ -49,9 +48,9 @@ def plan_table(spec: ClusterSpec) -> PlanTable:
     plans = vision_plans(spec, MODEL, STAGES, "device") + three_tier_plans(
         spec, MODEL, STAGES, "device"
     )
+    plans = led_by(MODEL, plans)
     for model in LARGER:
-        plans += vision_plans(spec, model, STAGES, "device")
-    plans = [dataclasses.replace(p, id=f"{p.model}:{p.id}") for p in plans]
+        plans += led_by(model, vision_plans(spec, model, STAGES, "device"))
     return build_vision_table(spec, plans, _profiles())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import time
@@ -32,6 +31,7 @@ from tierwise.placement.planner import decide
 from tierwise.placement.plans import (
     ORIGINAL,
     Plan,
+    led_by,
     three_tier_plans,
     variant_plans,
     vision_plans,
@@ -127,11 +127,7 @@ class VisionService:
         if len(shared) != 1:
             return None
         members = {name: self.models[name] for name in shared[0]}
-        plans = [
-            dataclasses.replace(p, id=f"{name}:{p.id}")
-            for name, vm in members.items()
-            for p in vm.plans
-        ]
+        plans = [p for name, vm in members.items() for p in led_by(name, vm.plans)]
         return AutoClassifier(AUTO, members, plans)
 
     def _variant_plans(self, base: str, infos: dict[str, dict[str, Any]]) -> list[Plan]:

@@ -20,6 +20,7 @@ Plan ids are short and stable, so they can be pinned in requests and read in rep
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,6 +69,12 @@ class Plan:
     @property
     def remote(self) -> bool:
         return self.link is not None
+
+
+def led_by(model: str, plans: list[Plan]) -> list[Plan]:
+    """``plans`` with ids led by ``model`` (``efficientnet-lite2:cloud/jpeg90``), so the
+    plans of several models can share one table, as ``model=auto`` does."""
+    return [dataclasses.replace(p, id=f"{model}:{p.id}") for p in plans]
 
 
 def vision_plans(
